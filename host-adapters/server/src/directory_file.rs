@@ -1,0 +1,99 @@
+//! A user directory read from a JSON file, for the operator commands.
+
+use anyhow::Context as _;
+use regain_host::wit::types::User;
+use serde::Deserialize;
+use std::path::Path;
+
+/// Largest directory file read, in bytes.
+const MAX_FILE_BYTES: u64 = 64 << 20;
+
+/// One user as written in the file. Unknown keys are refused, so a typo never silently drops
+/// an attribute.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    id: String,
+    login: String,
+    #[serde(default)]
+    given_name: Option<String>,
+    #[serde(default)]
+    family_name: Option<String>,
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default)]
+    last_sign_in: Option<u64>,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    country: Option<String>,
+    #[serde(default)]
+    privileged: bool,
+    #[serde(default)]
+    attributes: std::collections::BTreeMap<String, String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl From<Entry> for User {
+    fn from(e: Entry) -> Self {
+        User {
+            id: e.id,
+            login: e.login,
+            given_name: e.given_name,
+            family_name: e.family_name,
+            enabled: e.enabled,
+            last_sign_in: e.last_sign_in,
+            groups: e.groups,
+            country: e.country,
+            privileged: e.privileged,
+            attributes: e.attributes.into_iter().collect(),
+        }
+    }
+}
+
+/// Reads a JSON array of users.
+pub fn read(path: &Path) -> anyhow::Result<Vec<User>> {
+    let size = std::fs::metadata(path).with_context(|| format!("cannot read `{}`", path.display()))?.len();
+    anyhow::ensure!(size <= MAX_FILE_BYTES, "`{}` is larger than {MAX_FILE_BYTES} bytes", path.display());
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    parse(&text).with_context(|| format!("invalid directory file `{}`", path.display()))
+}
+
+fn parse(text: &str) -> anyhow::Result<Vec<User>> {
+    let entries: Vec<Entry> = serde_json::from_str(text)?;
+    Ok(entries.into_iter().map(User::from).collect())
+}
+
+/// The directory of `regain demo`.
+pub fn demo_users() -> Vec<User> {
+    let text = include_str!("../demo/directory.json");
+    parse(text).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_directory_parses() {
+        let users = parse(include_str!("../demo/directory.json")).unwrap();
+        assert!(users.len() >= 3);
+        assert!(users.iter().any(|u| u.login == "ana.silva@example.org"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let err = parse(r#"[{"id":"1","login":"a","grups":[]}]"#).unwrap_err().to_string();
+        assert!(err.contains("unknown field `grups`"), "{err}");
+    }
+
+    #[test]
+    fn defaults_fill_optional_fields() {
+        let users = parse(r#"[{"id":"1","login":"a"}]"#).unwrap();
+        assert!(users[0].enabled);
+        assert!(users[0].groups.is_empty());
+    }
+}

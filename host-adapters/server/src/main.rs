@@ -1,0 +1,203 @@
+#![doc = include_str!("../README.md")]
+
+mod directory_file;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use regain_host::memory::MemoryAdapter;
+use regain_host::wit::events::AuditEvent;
+use regain_host::wit::flow::{AccountLookup, FlowError, Step, Transition};
+use regain_host::wit::types::ClientInfo;
+use regain_host::{ComponentSource, PluginHost, SandboxConfig};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Regain: self-service account recovery for the identity provider you already run.
+#[derive(Parser)]
+#[command(name = "regain", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// A plugin component to load instead of the one built into this binary.
+    #[arg(long, global = true, value_name = "FILE")]
+    component: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the plugin against a built-in demo directory and show what happens.
+    Demo,
+    /// Start a recovery for LOGIN against a JSON directory file and print the outcome.
+    Lookup {
+        /// JSON file: an array of users (id, login, given_name, family_name, ...).
+        #[arg(long, value_name = "FILE")]
+        directory: PathBuf,
+        /// The login to look up.
+        login: String,
+    },
+    /// Inspect the plugin component.
+    Component {
+        #[command(subcommand)]
+        command: ComponentCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ComponentCommand {
+    /// Show the component's path, hash, load origin and imports.
+    Info,
+}
+
+/// Exit status when the plugin refused the input.
+const EXIT_REFUSED: u8 = 1;
+/// Exit status for usage, configuration and sandbox errors.
+const EXIT_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("REGAIN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&anyhow::Error::new(e).context("cannot start the async runtime")),
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => fail(&e),
+    }
+}
+
+#[expect(clippy::print_stderr, reason = "the command's error channel")]
+fn fail(error: &anyhow::Error) -> ExitCode {
+    eprintln!("regain: {error:#}");
+    ExitCode::from(EXIT_ERROR)
+}
+
+fn load(component: Option<&PathBuf>) -> anyhow::Result<PluginHost<MemoryAdapter>> {
+    let source = component.map_or(ComponentSource::Bundled, |path| ComponentSource::File(path));
+    Ok(PluginHost::new(SandboxConfig::default(), source)?)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Demo => demo(cli.component.as_ref()).await,
+        Command::Lookup { directory, login } => lookup(cli.component.as_ref(), &directory, &login).await,
+        Command::Component { command: ComponentCommand::Info } => info(cli.component.as_ref()),
+    }
+}
+
+fn info(component: Option<&PathBuf>) -> anyhow::Result<ExitCode> {
+    let host = load(component)?;
+    let report = host.load_report();
+    let path = component.map_or_else(|| regain_host::BUNDLED_PLUGIN_PATH.to_owned(), |p| p.display().to_string());
+    let out = serde_json::json!({
+        "path": path,
+        "sha256": report.component_sha256,
+        "origin": format!("{:?}", report.origin).to_lowercase(),
+        "load_ms": report.elapsed.as_secs_f64() * 1e3,
+        "cache_file": report.cache_file.as_ref().map(|f| f.display().to_string()),
+        "imports": host.component_imports(),
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn step_name(step: &Step) -> &'static str {
+    match step {
+        Step::AccountLookup(AccountLookup::Found) => "account-lookup: found",
+        Step::AccountLookup(AccountLookup::NotFound) => "account-lookup: not-found",
+        Step::Redirect(_) => "redirect",
+        Step::PresentRequest(_) => "present-request",
+        Step::CaptureSelfie => "capture-selfie",
+        Step::Completed(_) => "completed",
+        Step::EvaluationCompleted(_) => "evaluation-completed",
+        Step::Failed(_) => "failed",
+    }
+}
+
+fn flow_error_json(error: &FlowError) -> serde_json::Value {
+    let (code, message) = match error {
+        FlowError::InvalidLogin(m) => ("invalid-login", m),
+        FlowError::InvalidState(m) => ("invalid-state", m),
+        FlowError::InvalidInput(m) => ("invalid-input", m),
+        FlowError::Host(m) => ("host", m),
+        FlowError::Unsupported(m) => ("unsupported", m),
+    };
+    serde_json::json!({ "error": code, "message": message })
+}
+
+fn audit_json(event: &AuditEvent) -> serde_json::Value {
+    serde_json::json!({
+        "kind": event.kind.as_str(),
+        "flow_id": event.flow_id,
+        "user_id": event.user_id,
+        "reason": event.reason,
+    })
+}
+
+fn local_client() -> ClientInfo {
+    ClientInfo { address: Some("127.0.0.1".into()), country: None, cross_device: false }
+}
+
+async fn lookup(component: Option<&PathBuf>, directory: &std::path::Path, login: &str) -> anyhow::Result<ExitCode> {
+    let users = directory_file::read(directory)?;
+    let host = load(component)?;
+    let adapter = MemoryAdapter::new(users);
+    let outcome = host.start(adapter.clone(), "default", login, &local_client()).await?;
+    let audit: Vec<_> = adapter.audit_events().iter().map(audit_json).collect();
+    let (out, code) = match outcome {
+        Ok(Transition { step, .. }) => {
+            (serde_json::json!({ "step": step_name(&step), "audit": audit }), ExitCode::SUCCESS)
+        }
+        Err(error) => (flow_error_json(&error), ExitCode::from(EXIT_REFUSED)),
+    };
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(code)
+}
+
+async fn demo(component: Option<&PathBuf>) -> anyhow::Result<ExitCode> {
+    let host = load(component)?;
+    let report = host.load_report();
+    println!("Regain demo: the plugin component running sandboxed in wasmtime");
+    println!();
+    println!(
+        "component  {}\nsha256     {}\nloaded     {:?} in {:.1} ms{}",
+        component.map_or_else(|| regain_host::BUNDLED_PLUGIN_PATH.to_owned(), |p| p.display().to_string()),
+        report.component_sha256,
+        report.origin,
+        report.elapsed.as_secs_f64() * 1e3,
+        report.cache_file.as_ref().map(|f| format!(" (cache {})", f.display())).unwrap_or_default(),
+    );
+    let config = host.config();
+    println!(
+        "sandbox    {} MiB memory, {:?} deadline, {} live instances at most",
+        config.memory_limit >> 20,
+        config.deadline,
+        config.max_instances
+    );
+    println!("imports    {}", host.component_imports().join("\n           "));
+    println!();
+
+    let adapter = MemoryAdapter::new(directory_file::demo_users());
+    for login in ["ana.silva@example.org", "nobody@example.org", "   "] {
+        let outcome = host.start(adapter.clone(), "default", login, &local_client()).await.context("plugin call")?;
+        match outcome {
+            Ok(t) => println!("flow.start({login:?}) -> {}", step_name(&t.step)),
+            Err(e) => println!("flow.start({login:?}) -> refused: {}", flow_error_json(&e)),
+        }
+    }
+    println!();
+    println!("audit log:");
+    for event in adapter.audit_events() {
+        println!("  {}", audit_json(&event));
+    }
+    println!();
+    println!("Next steps of the flow (verification, matching, pass issuance) and the reference");
+    println!("server with its pages are not built yet; see README.md.");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,196 @@
+//! One Rust trait per WIT import, for host adapters to implement, and the store data that
+//! connects them to the generated bindings.
+
+use crate::bindings::regain::recovery::{credentials, directory, events, face_check, trust, types};
+use crate::limits::MemoryLimiter;
+use std::future::Future;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use credentials::{CredentialError, IssuedTap, MethodKind, TapRequest};
+use directory::DirectoryError;
+use events::{AuditEvent, EventsError, NotificationKind};
+use face_check::{FaceCheckError, FaceComparison};
+use trust::TrustError;
+use types::User;
+
+/// `regain:recovery/directory`: read-only lookups in the host's user directory.
+pub trait Directory: Send + Sync {
+    /// The user who signs in with `login`; `None` when there is no such user.
+    fn find_user_by_login(&self, login: String) -> impl Future<Output = Result<Option<User>, DirectoryError>> + Send;
+
+    /// How many users have this first and last name (host's case-insensitive comparison).
+    fn count_users_by_name(
+        &self,
+        given_name: String,
+        family_name: String,
+    ) -> impl Future<Output = Result<u32, DirectoryError>> + Send;
+}
+
+/// `regain:recovery/credentials`: changes to a user's sign-in methods.
+pub trait Credentials: Send + Sync {
+    /// Creates and stores (hashed) a Temporary Access Pass; returns the secret once.
+    fn issue_tap(&self, request: TapRequest) -> impl Future<Output = Result<IssuedTap, CredentialError>> + Send;
+
+    /// Removes every method of the given kinds; returns how many were removed.
+    fn revoke_methods(
+        &self,
+        user_id: String,
+        kinds: Vec<MethodKind>,
+    ) -> impl Future<Output = Result<u32, CredentialError>> + Send;
+
+    /// Forces registration of a new method at the next sign-in.
+    fn require_registration(&self, user_id: String) -> impl Future<Output = Result<(), CredentialError>> + Send;
+
+    /// Ends every session of the user; returns how many were ended.
+    fn revoke_sessions(&self, user_id: String) -> impl Future<Output = Result<u32, CredentialError>> + Send;
+}
+
+/// `regain:recovery/trust`: trust material the host fetched and cached.
+pub trait Trust: Send + Sync {
+    /// The issuer's JSON Web Key Set document.
+    fn issuer_keys(&self, issuer: String) -> impl Future<Output = Result<String, TrustError>> + Send;
+
+    /// The status list token published at `uri`.
+    fn status_list_token(&self, uri: String) -> impl Future<Output = Result<String, TrustError>> + Send;
+}
+
+/// `regain:recovery/face-check`: the host's face comparison service.
+pub trait FaceCheck: Send + Sync {
+    /// Compares the credential portrait with a captured selfie.
+    fn compare(
+        &self,
+        portrait: Vec<u8>,
+        selfie_ref: String,
+    ) -> impl Future<Output = Result<FaceComparison, FaceCheckError>> + Send;
+}
+
+/// `regain:recovery/events`: the audit log and user notifications.
+pub trait Events: Send + Sync {
+    /// Records the event durably before returning.
+    fn record_audit(&self, event: AuditEvent) -> impl Future<Output = Result<(), EventsError>> + Send;
+
+    /// Queues a notification to the user's other channels.
+    fn notify_user(
+        &self,
+        user_id: String,
+        kind: NotificationKind,
+    ) -> impl Future<Output = Result<(), EventsError>> + Send;
+}
+
+/// Everything a host adapter provides: one value per call, moved into the instance's store.
+/// Adapters usually hold `Arc`s to shared services plus per-request context.
+pub trait Adapter: Directory + Credentials + Trust + FaceCheck + Events + Send + 'static {}
+
+impl<T: Directory + Credentials + Trust + FaceCheck + Events + Send + 'static> Adapter for T {}
+
+/// The data of one store: the sandboxed WASI context, the memory limiter and the adapter.
+pub(crate) struct Ctx<A> {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    adapter: A,
+}
+
+impl<A> Ctx<A> {
+    pub(crate) fn new(adapter: A, memory_limit: usize) -> Self {
+        Self { wasi: sandboxed_wasi(), table: ResourceTable::new(), limiter: MemoryLimiter::new(memory_limit), adapter }
+    }
+}
+
+/// The WASI context every instance gets: nothing to read, nowhere to connect.
+///
+/// INVARIANT: no preopened directory, no environment variable, no argument, a closed stdin,
+/// stdout and stderr that discard (guest output could carry personal data), every socket
+/// address refused and name lookup off. Clocks and random numbers are the host's.
+fn sandboxed_wasi() -> WasiCtx {
+    WasiCtx::builder()
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .socket_addr_check(|_, _| Box::pin(async { false }))
+        .build()
+}
+
+impl<A: Send> WasiView for Ctx<A> {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl<A: Adapter> types::Host for Ctx<A> {}
+
+impl<A: Adapter> directory::Host for Ctx<A> {
+    async fn find_user_by_login(&mut self, login: String) -> Result<Option<User>, DirectoryError> {
+        self.adapter.find_user_by_login(login).await
+    }
+
+    async fn count_users_by_name(&mut self, given_name: String, family_name: String) -> Result<u32, DirectoryError> {
+        self.adapter.count_users_by_name(given_name, family_name).await
+    }
+}
+
+impl<A: Adapter> credentials::Host for Ctx<A> {
+    async fn issue_tap(&mut self, request: TapRequest) -> Result<IssuedTap, CredentialError> {
+        self.adapter.issue_tap(request).await
+    }
+
+    async fn revoke_methods(&mut self, user_id: String, kinds: Vec<MethodKind>) -> Result<u32, CredentialError> {
+        self.adapter.revoke_methods(user_id, kinds).await
+    }
+
+    async fn require_registration(&mut self, user_id: String) -> Result<(), CredentialError> {
+        self.adapter.require_registration(user_id).await
+    }
+
+    async fn revoke_sessions(&mut self, user_id: String) -> Result<u32, CredentialError> {
+        self.adapter.revoke_sessions(user_id).await
+    }
+}
+
+impl<A: Adapter> trust::Host for Ctx<A> {
+    async fn issuer_keys(&mut self, issuer: String) -> Result<String, TrustError> {
+        self.adapter.issuer_keys(issuer).await
+    }
+
+    async fn status_list_token(&mut self, uri: String) -> Result<String, TrustError> {
+        self.adapter.status_list_token(uri).await
+    }
+}
+
+impl<A: Adapter> face_check::Host for Ctx<A> {
+    async fn compare(&mut self, portrait: Vec<u8>, selfie_ref: String) -> Result<FaceComparison, FaceCheckError> {
+        self.adapter.compare(portrait, selfie_ref).await
+    }
+}
+
+impl<A: Adapter> events::Host for Ctx<A> {
+    async fn record_audit(&mut self, event: AuditEvent) -> Result<(), EventsError> {
+        self.adapter.record_audit(event).await
+    }
+
+    async fn notify_user(&mut self, user_id: String, kind: NotificationKind) -> Result<(), EventsError> {
+        self.adapter.notify_user(user_id, kind).await
+    }
+}
+
+impl events::AuditKind {
+    /// The kind's WIT name, e.g. `recovery-started`: the spelling for logs, storage and APIs.
+    pub fn as_str(self) -> &'static str {
+        use events::AuditKind as K;
+        match self {
+            K::RecoveryStarted => "recovery-started",
+            K::IssuanceStarted => "issuance-started",
+            K::IssuanceCompleted => "issuance-completed",
+            K::DocumentFailed => "document-failed",
+            K::PresentationCompleted => "presentation-completed",
+            K::FaceCheckFailed => "face-check-failed",
+            K::AccountMatched => "account-matched",
+            K::AccountNotMatched => "account-not-matched",
+            K::SecurityInfoRegistered => "security-info-registered",
+            K::RecoveryCompleted => "recovery-completed",
+            K::RecoveryFailed => "recovery-failed",
+            K::EvaluationCompleted => "evaluation-completed",
+        }
+    }
+}

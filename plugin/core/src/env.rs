@@ -1,0 +1,118 @@
+//! What the core needs from the outside world, as traits.
+//!
+//! INVARIANT: the core reaches time, randomness, the directory and the audit log only
+//! through these traits, so every decision can be replayed in a test with a fixed clock and
+//! fixed bytes.
+
+use crate::{FlowId, Login};
+use std::fmt;
+
+/// A directory user, as much of it as the recovery flow needs.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct User {
+    /// Stable, opaque identifier inside the host's directory.
+    pub id: String,
+    /// The login the user signs in with.
+    pub login: String,
+    /// First name, if the directory has one.
+    pub given_name: Option<String>,
+    /// Last name, if the directory has one.
+    pub family_name: Option<String>,
+    /// Whether the account may sign in.
+    pub enabled: bool,
+    /// Seconds since the Unix epoch of the last successful sign-in.
+    pub last_sign_in: Option<u64>,
+    /// Groups the user belongs to.
+    pub groups: Vec<String>,
+    /// ISO 3166-1 alpha-2 country code.
+    pub country: Option<String>,
+    /// Whether the directory marks the account as privileged.
+    pub privileged: bool,
+    /// Extra attributes bound for disambiguation.
+    pub attributes: Vec<(String, String)>,
+}
+
+// Names, logins and attributes are personal data: debug output names the user by id only.
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+/// A failure reported by the host behind one of the traits; the text is for the host log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct HostError(pub String);
+
+/// Wall-clock time.
+pub trait Clock {
+    /// Seconds since the Unix epoch.
+    fn now_unix(&self) -> u64;
+}
+
+/// A cryptographically secure random number generator.
+pub trait Entropy {
+    /// Fills `out` with random bytes.
+    fn fill(&mut self, out: &mut [u8]);
+}
+
+/// Lookups in the host's user directory.
+pub trait Directory {
+    /// The user who signs in with `login`, if any.
+    fn find_user_by_login(&mut self, login: &Login) -> Result<Option<User>, HostError>;
+}
+
+/// The durable audit log.
+pub trait Audit {
+    /// Records `event` before returning; an error means the flow must stop.
+    fn record(&mut self, event: &AuditEvent) -> Result<(), HostError>;
+}
+
+/// Everything the flow needs, in one bound.
+pub trait Environment: Clock + Entropy + Directory + Audit {}
+
+impl<T: Clock + Entropy + Directory + Audit> Environment for T {}
+
+/// What happened, in the vocabulary of the WIT `events` interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditKind {
+    /// A user asked to recover an account.
+    RecoveryStarted,
+    /// The user was sent to an identity verification provider.
+    IssuanceStarted,
+    /// The provider reported a completed verification.
+    IssuanceCompleted,
+    /// The identity document or the credential was rejected.
+    DocumentFailed,
+    /// A presentation was received and verified.
+    PresentationCompleted,
+    /// The selfie did not match the portrait or failed liveness.
+    FaceCheckFailed,
+    /// The verified identity matched the directory account.
+    AccountMatched,
+    /// The verified identity did not match the directory account.
+    AccountNotMatched,
+    /// The user registered a new sign-in method after recovery.
+    SecurityInfoRegistered,
+    /// A Temporary Access Pass was issued.
+    RecoveryCompleted,
+    /// The flow ended without restoring access for another reason.
+    RecoveryFailed,
+    /// An evaluation-mode flow ran to its end and issued nothing.
+    EvaluationCompleted,
+}
+
+/// One audit record: reason codes, never documents, photos or secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// What happened.
+    pub kind: AuditKind,
+    /// The attempt this event belongs to.
+    pub flow_id: FlowId,
+    /// Directory identifier of the user, once known.
+    pub user_id: Option<String>,
+    /// Stable, documented reason code.
+    pub reason: &'static str,
+    /// Reference code shown to the user when the flow failed.
+    pub helpdesk_ref: Option<String>,
+}
