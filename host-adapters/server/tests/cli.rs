@@ -1,0 +1,106 @@
+//! The `regain` command, run as a real process.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a failing test panics with the reason"
+)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn regain(cache: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_regain"))
+        .args(args)
+        .env("XDG_CACHE_HOME", cache)
+        .env_remove("REGAIN_LOG")
+        .output()
+        .expect("regain runs")
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(&output.stdout)))
+}
+
+const DIRECTORY: &str = r#"[
+  {"id": "u-7", "login": "ana@example.org", "given_name": "Ana", "family_name": "Silva", "groups": ["recovery"]}
+]"#;
+
+#[test]
+fn lookup_prints_the_step_and_the_audit_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("users.json");
+    std::fs::write(&file, DIRECTORY).unwrap();
+
+    let out = regain(dir.path(), &["lookup", "--directory", file.to_str().unwrap(), "ana@example.org"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let v = json(&out);
+    assert_eq!(v["step"], "account-lookup: found");
+    assert_eq!(v["audit"][0]["kind"], "recovery-started");
+    assert_eq!(v["audit"][0]["reason"], "user-found");
+    assert_eq!(v["audit"][0]["user_id"], "u-7");
+
+    let out = regain(dir.path(), &["lookup", "--directory", file.to_str().unwrap(), "eve@example.org"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v = json(&out);
+    assert_eq!(v["step"], "account-lookup: not-found");
+    assert_eq!(v["audit"][0]["reason"], "unknown-login");
+}
+
+#[test]
+fn a_refused_login_exits_one_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("users.json");
+    std::fs::write(&file, DIRECTORY).unwrap();
+    let out = regain(dir.path(), &["lookup", "--directory", file.to_str().unwrap(), "ana\u{7}@example.org"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    assert_eq!(v["error"], "invalid-login");
+    assert_eq!(v["message"], "invalid login: login contains a control character");
+}
+
+#[test]
+fn a_bad_directory_file_exits_two_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("users.json");
+    std::fs::write(&file, r#"[{"id": "u-7", "login": "a", "surname": "x"}]"#).unwrap();
+    let out = regain(dir.path(), &["lookup", "--directory", file.to_str().unwrap(), "a"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("invalid directory file"), "{stderr}");
+    assert!(stderr.contains("unknown field `surname`"), "{stderr}");
+    assert!(out.stdout.is_empty());
+
+    let out = regain(dir.path(), &["lookup", "--directory", "/nonexistent/users.json", "a"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read `/nonexistent/users.json`"));
+}
+
+#[test]
+fn component_info_reports_the_cache_and_the_imports() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = json(&regain(dir.path(), &["component", "info"]));
+    assert_eq!(first["origin"], "compiled");
+    let second = json(&regain(dir.path(), &["component", "info"]));
+    assert_eq!(second["origin"], "cached");
+    assert_eq!(first["sha256"], second["sha256"]);
+    assert!(second["cache_file"].as_str().unwrap().starts_with(dir.path().join("regain").to_str().unwrap()));
+    let imports: Vec<&str> = second["imports"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(imports.contains(&"regain:recovery/directory@0.1.0"), "{imports:?}");
+    assert!(!imports.iter().any(|i| i.starts_with("wasi:filesystem") || i.starts_with("wasi:sockets")));
+}
+
+#[test]
+fn the_demo_runs_the_plugin_and_shows_the_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = regain(dir.path(), &["demo"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("flow.start(\"ana.silva@example.org\") -> account-lookup: found"), "{text}");
+    assert!(text.contains("flow.start(\"nobody@example.org\") -> account-lookup: not-found"), "{text}");
+    assert!(text.contains("\"reason\":\"unknown-login\""), "{text}");
+    assert!(text.contains("\"kind\":\"recovery-started\""), "{text}");
+}
