@@ -2,8 +2,13 @@
 
 pub mod env;
 pub mod flow;
+pub mod jose;
+pub mod json;
 mod login;
+pub mod sdjwt;
+pub mod secret;
 pub mod state;
+pub mod status;
 
 pub use env::{AuditEvent, AuditKind, Clock, Directory, Entropy, Environment, User};
 pub use flow::{AccountLookup, FlowError, Step, Transition};
