@@ -7,7 +7,8 @@ pub mod status;
 /// Serialises a JSON object, signs it and returns the compact JWS.
 pub fn sign_jws(header: &serde_json::Value, claims: &serde_json::Value, key: &keys::SigningKey) -> String {
     use regain_core::jose::b64url_encode;
-    let input = format!("{}.{}", b64url_encode(header.to_string().as_bytes()), b64url_encode(claims.to_string().as_bytes()));
+    let input =
+        format!("{}.{}", b64url_encode(header.to_string().as_bytes()), b64url_encode(claims.to_string().as_bytes()));
     let signature = key.sign(input.as_bytes());
     format!("{input}.{}", b64url_encode(&signature))
 }

@@ -25,7 +25,15 @@ pub fn encode_list(statuses: &[u8], bits: u8) -> String {
 }
 
 /// A signed status list token for `uri`.
-pub fn token(key: &SigningKey, kid: Option<&str>, uri: &str, statuses: &[u8], bits: u8, iat: u64, exp: Option<u64>) -> String {
+pub fn token(
+    key: &SigningKey,
+    kid: Option<&str>,
+    uri: &str,
+    statuses: &[u8],
+    bits: u8,
+    iat: u64,
+    exp: Option<u64>,
+) -> String {
     let mut header = json!({ "typ": "statuslist+jwt", "alg": key.alg() });
     if let (Some(kid), Some(h)) = (kid, header.as_object_mut()) {
         h.insert("kid".into(), kid.into());

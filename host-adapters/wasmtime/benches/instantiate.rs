@@ -38,9 +38,9 @@ fn benches(c: &mut Criterion) {
     let cache = tempfile::tempdir().unwrap();
     let config = SandboxConfig { cache_dir: Some(cache.path().to_path_buf()), ..SandboxConfig::default() };
     let host = PluginHost::<MemoryAdapter>::new(config.clone(), ComponentSource::Bundled).unwrap();
-    let users = users();
-    // A fresh adapter per iteration keeps the audit log from growing across iterations.
-    let adapter = || MemoryAdapter::new(users.clone());
+    let directory = MemoryAdapter::new(users());
+    // A fresh audit log per iteration keeps it from growing; the directory is shared.
+    let adapter = || directory.with_fresh_log();
 
     let mut load = c.benchmark_group("load");
     load.sample_size(10).measurement_time(Duration::from_secs(20));

@@ -35,6 +35,11 @@ impl MemoryAdapter {
         Self { users: Arc::new(users), log: Arc::default() }
     }
 
+    /// An adapter over the same directory with an empty audit log of its own.
+    pub fn with_fresh_log(&self) -> Self {
+        Self { users: Arc::clone(&self.users), log: Arc::default() }
+    }
+
     /// The audit events recorded so far, oldest first.
     pub fn audit_events(&self) -> Vec<AuditEvent> {
         self.log.lock().unwrap_or_else(PoisonError::into_inner).audit.clone()

@@ -116,10 +116,10 @@ impl Jwk {
         if jwk.contains_key("d") {
             return Err(JwkError::PrivateKey);
         }
-        if let Some(usage) = jwk.get("use") {
-            if usage.as_str() != Some("sig") {
-                return Err(JwkError::Malformed("use"));
-            }
+        if let Some(usage) = jwk.get("use")
+            && usage.as_str() != Some("sig")
+        {
+            return Err(JwkError::Malformed("use"));
         }
         let kty = jwk.get("kty").and_then(Value::as_str).ok_or(JwkError::Malformed("kty"))?;
         let crv = jwk.get("crv").and_then(Value::as_str);

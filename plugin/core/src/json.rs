@@ -105,7 +105,8 @@ impl<'de> de::Deserialize<'de> for Strict {
 pub fn parse(bytes: &[u8]) -> Result<Value, JsonError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     // serde_json's own recursion limit (128) is above ours; ours fires first.
-    let Strict(value) = de::Deserialize::deserialize(&mut deserializer).map_err(|e| JsonError::Invalid(e.to_string()))?;
+    let Strict(value) =
+        de::Deserialize::deserialize(&mut deserializer).map_err(|e| JsonError::Invalid(e.to_string()))?;
     deserializer.end().map_err(|e| JsonError::Invalid(e.to_string()))?;
     Ok(value)
 }

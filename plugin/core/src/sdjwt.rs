@@ -301,13 +301,50 @@ fn string_claim<'c>(claims: &'c Map<String, Value>, name: &'static str) -> Resul
     claims.get(name).and_then(Value::as_str).ok_or(Rejection::MissingClaim(name))
 }
 
-/// Verifies an SD-JWT VC presentation `<jwt>~<disclosure>~...~[<kb-jwt>]`.
+/// A verified SD-JWT of any profile (RFC 9901 §7.1 and §7.3).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedSdJwt {
+    /// The trusted issuer.
+    pub issuer: String,
+    /// The payload with the presented disclosures applied and `_sd`/`_sd_alg` removed.
+    pub claims: Map<String, Value>,
+    /// Whether a valid KB-JWT bound the presentation to this transaction.
+    pub holder_bound: bool,
+}
+
+/// Verifies an SD-JWT VC presentation `<jwt>~<disclosure>~...~[<kb-jwt>]`: the SD-JWT rules,
+/// then `typ` `dc+sd-jwt`, an accepted `vct`, and the credential's status.
 pub fn verify(
     presentation: &str,
     expect: &Expectations<'_>,
     trust: &mut dyn TrustSource,
     verifier: &dyn SignatureVerifier,
 ) -> Result<VerifiedCredential, Rejection> {
+    let (sd, keys) = verify_inner(presentation, "dc+sd-jwt", expect, trust, verifier)?;
+    let status = check_status(&sd.claims, &keys, expect, trust, verifier)?;
+    let vct = string_claim(&sd.claims, "vct")?.to_owned();
+    Ok(VerifiedCredential { issuer: sd.issuer, vct, claims: sd.claims, holder_bound: sd.holder_bound, status })
+}
+
+/// Verifies an SD-JWT of another profile, whose issuer-signed JWT has header `typ`; `vct`
+/// and status are not looked at.
+pub fn verify_sd_jwt(
+    presentation: &str,
+    typ: &str,
+    expect: &Expectations<'_>,
+    trust: &mut dyn TrustSource,
+    verifier: &dyn SignatureVerifier,
+) -> Result<VerifiedSdJwt, Rejection> {
+    verify_inner(presentation, typ, expect, trust, verifier).map(|(sd, _)| sd)
+}
+
+fn verify_inner(
+    presentation: &str,
+    typ: &str,
+    expect: &Expectations<'_>,
+    trust: &mut dyn TrustSource,
+    verifier: &dyn SignatureVerifier,
+) -> Result<(VerifiedSdJwt, Vec<Jwk>), Rejection> {
     if presentation.len() > MAX_PRESENTATION_BYTES {
         return Err(Rejection::TooLarge);
     }
@@ -324,16 +361,18 @@ pub fn verify(
 
     // Issuer-signed JWT.
     let jws = Jws::parse(issuer_jwt, expect.algs).map_err(jws_rejection)?;
-    if jws.typ() != Some("dc+sd-jwt") {
+    if jws.typ() != Some(typ) {
         return Err(Rejection::TypInvalid);
     }
     let issuer = string_claim(&jws.claims, "iss")?.to_owned();
     let keys = issuer_keys(trust, &issuer)?;
     jws.verify_with(&keys, verifier).map_err(jws_rejection)?;
 
-    let vct = string_claim(&jws.claims, "vct")?.to_owned();
-    if !expect.vcts.iter().any(|accepted| *accepted == vct) {
-        return Err(Rejection::VctNotAccepted);
+    if typ == "dc+sd-jwt" {
+        let vct = string_claim(&jws.claims, "vct")?;
+        if !expect.vcts.iter().any(|accepted| accepted == vct) {
+            return Err(Rejection::VctNotAccepted);
+        }
     }
     check_validity(&jws.claims, expect)?;
     match jws.claims.get("_sd_alg") {
@@ -342,10 +381,10 @@ pub fn verify(
         Some(_) => return Err(Rejection::SdAlgUnsupported),
     }
 
-    // Disclosures (RFC 9901 §7.1 step 3-5).
+    // Disclosures (RFC 9901 §7.1 steps 3-5).
     let claims = unpack(jws.claims.clone(), disclosures)?;
 
-    // Holder binding (RFC 9901 §7.3).
+    // Holder binding (RFC 9901 §7.3), required by policy, never by presence.
     let holder_bound = if kb_jwt.is_empty() {
         if expect.holder_binding {
             return Err(Rejection::HolderBindingMissing);
@@ -355,9 +394,7 @@ pub fn verify(
         verify_key_binding(kb_jwt, sd_jwt, &jws.claims, expect, verifier)?;
         true
     };
-
-    let status = check_status(&jws.claims, &keys, expect, trust, verifier)?;
-    Ok(VerifiedCredential { issuer, vct, claims, holder_bound, status })
+    Ok((VerifiedSdJwt { issuer, claims, holder_bound }, keys))
 }
 
 fn issuer_keys(trust: &mut dyn TrustSource, issuer: &str) -> Result<Vec<Jwk>, Rejection> {
@@ -370,20 +407,20 @@ fn issuer_keys(trust: &mut dyn TrustSource, issuer: &str) -> Result<Vec<Jwk>, Re
 
 fn check_validity(claims: &Map<String, Value>, expect: &Expectations<'_>) -> Result<(), Rejection> {
     let now = expect.now;
-    if let Some(nbf) = numeric_date(claims, "nbf")? {
-        if nbf > now.saturating_add(expect.skew) {
-            return Err(Rejection::NotYetValid);
-        }
+    if let Some(nbf) = numeric_date(claims, "nbf")?
+        && nbf > now.saturating_add(expect.skew)
+    {
+        return Err(Rejection::NotYetValid);
     }
     match numeric_date(claims, "exp")? {
         Some(exp) if exp.saturating_add(expect.skew) <= now => return Err(Rejection::Expired),
         None if expect.require_expiry => return Err(Rejection::MissingClaim("exp")),
         _ => {}
     }
-    if let Some(iat) = numeric_date(claims, "iat")? {
-        if iat > now.saturating_add(expect.skew) {
-            return Err(Rejection::IssuedInFuture);
-        }
+    if let Some(iat) = numeric_date(claims, "iat")?
+        && iat > now.saturating_add(expect.skew)
+    {
+        return Err(Rejection::IssuedInFuture);
     }
     Ok(())
 }
@@ -590,7 +627,8 @@ fn check_status(
         return if expect.require_status { Err(Rejection::StatusMissing) } else { Ok(StatusCheck::NotListed) };
     };
     let reference = status.get("status_list").ok_or(Rejection::StatusUnsupported)?;
-    let index = reference.get("idx").and_then(Value::as_u64).ok_or(Rejection::MissingClaim("status.status_list.idx"))?;
+    let index =
+        reference.get("idx").and_then(Value::as_u64).ok_or(Rejection::MissingClaim("status.status_list.idx"))?;
     let uri = reference.get("uri").and_then(Value::as_str).ok_or(Rejection::MissingClaim("status.status_list.uri"))?;
 
     let token = trust.status_list_token(uri).map_err(|e| Rejection::StatusUnavailable(e.to_string()))?;
@@ -612,10 +650,10 @@ fn check_status(
         return Err(invalid("`sub` does not match the referenced URI"));
     }
     numeric_date(&jws.claims, "iat").ok().flatten().ok_or_else(|| invalid("`iat` is missing"))?;
-    if let Some(exp) = numeric_date(&jws.claims, "exp").map_err(|_| invalid("`exp` is malformed"))? {
-        if exp.saturating_add(expect.skew) <= expect.now {
-            return Err(Rejection::StatusListExpired);
-        }
+    if let Some(exp) = numeric_date(&jws.claims, "exp").map_err(|_| invalid("`exp` is malformed"))?
+        && exp.saturating_add(expect.skew) <= expect.now
+    {
+        return Err(Rejection::StatusListExpired);
     }
     let list = jws.claims.get("status_list").ok_or_else(|| invalid("`status_list` is missing"))?;
     let bits = list.get("bits").and_then(Value::as_u64).ok_or_else(|| invalid("`bits` is missing"))?;

@@ -18,7 +18,11 @@ use regain_dev_idv::sign_jws;
 use serde_json::{Value, json};
 use support::*;
 
-fn run(presentation: &str, trust: &mut Trust, edit: impl FnOnce(&mut Expectations<'_>)) -> Result<sdjwt::VerifiedCredential, String> {
+fn run(
+    presentation: &str,
+    trust: &mut Trust,
+    edit: impl FnOnce(&mut Expectations<'_>),
+) -> Result<sdjwt::VerifiedCredential, String> {
     let vcts = vcts();
     let mut expect = expectations(&vcts);
     edit(&mut expect);
@@ -46,7 +50,10 @@ fn the_honest_presentation_verifies_with_every_claim_restored() {
     assert_eq!(vc.claims["given_name"], "Ana");
     assert_eq!(vc.claims["family_name"], "Silva");
     assert_eq!(vc.claims["birthdate"], "1990-01-01");
-    assert_eq!(vc.claims["address"], json!({ "street_address": "Rua Augusta 1", "locality": "Lisboa", "country": "PT" }));
+    assert_eq!(
+        vc.claims["address"],
+        json!({ "street_address": "Rua Augusta 1", "locality": "Lisboa", "country": "PT" })
+    );
     assert_eq!(vc.claims["nationalities"], json!(["PT", "BR"]), "decoy element dropped");
     assert!(!vc.claims.contains_key("_sd") && !vc.claims.contains_key("_sd_alg"));
     assert_eq!(trust.status_lookups, 1);
@@ -143,7 +150,8 @@ fn cases() -> Vec<Case> {
         case("duplicate header member", "malformed", {
             let header = r#"{"typ":"dc+sd-jwt","alg":"ES256","alg":"none","kid":"k1"}"#;
             let claims = Forge::new().claims;
-            let input = format!("{}.{}", b64url_encode(header.as_bytes()), b64url_encode(claims.to_string().as_bytes()));
+            let input =
+                format!("{}.{}", b64url_encode(header.as_bytes()), b64url_encode(claims.to_string().as_bytes()));
             format!("{input}.{}~", b64url_encode(&issuer_key().sign(input.as_bytes())))
         }),
         // Algorithms and headers.
@@ -158,13 +166,21 @@ fn cases() -> Vec<Case> {
         case("alg HS256", "alg-not-allowed", forged(|f| drop(f.header_mut().insert("alg".into(), "HS256".into())))),
         case("alg RS256", "alg-not-allowed", forged(|f| drop(f.header_mut().insert("alg".into(), "RS256".into())))),
         case("alg missing", "alg-not-allowed", forged(|f| drop(f.header_mut().remove("alg")))),
-        case("EdDSA header against a P-256 issuer", "issuer-key-not-found", forged(|f| {
-            f.header_mut().insert("alg".into(), "EdDSA".into());
-            f.issuer = SigningKey::ed25519(9);
-        })),
+        case(
+            "EdDSA header against a P-256 issuer",
+            "issuer-key-not-found",
+            forged(|f| {
+                f.header_mut().insert("alg".into(), "EdDSA".into());
+                f.issuer = SigningKey::ed25519(9);
+            }),
+        ),
         case("typ missing", "typ-invalid", forged(|f| drop(f.header_mut().remove("typ")))),
         case("typ vc+sd-jwt", "typ-invalid", forged(|f| drop(f.header_mut().insert("typ".into(), "vc+sd-jwt".into())))),
-        case("critical extension", "crit-unsupported", forged(|f| drop(f.header_mut().insert("crit".into(), json!(["exp"]))))),
+        case(
+            "critical extension",
+            "crit-unsupported",
+            forged(|f| drop(f.header_mut().insert("crit".into(), json!(["exp"])))),
+        ),
         // Issuer and signature.
         case("payload altered after signing", "signature-invalid", {
             let (jwt, rest) = jwt_parts(&honest);
@@ -175,35 +191,95 @@ fn cases() -> Vec<Case> {
             parts[1] = b64url_encode(claims.to_string().as_bytes());
             format!("{}~{rest}", parts.join("."))
         }),
-        case("signed by an attacker under the issuer's kid", "signature-invalid", forged(|f| f.issuer = attacker_key())),
-        case("attacker key embedded in the header", "signature-invalid", forged(|f| {
-            f.issuer = attacker_key();
-            f.header_mut().insert("jwk".into(), attacker_key().public_jwk(None));
-        })),
+        case(
+            "signed by an attacker under the issuer's kid",
+            "signature-invalid",
+            forged(|f| f.issuer = attacker_key()),
+        ),
+        case(
+            "attacker key embedded in the header",
+            "signature-invalid",
+            forged(|f| {
+                f.issuer = attacker_key();
+                f.header_mut().insert("jwk".into(), attacker_key().public_jwk(None));
+            }),
+        ),
         case("unknown kid", "issuer-key-not-found", forged(|f| drop(f.header_mut().insert("kid".into(), "k9".into())))),
-        case("untrusted issuer", "issuer-untrusted", forged(|f| drop(f.claims_mut().insert("iss".into(), "https://evil.example".into())))),
+        case(
+            "untrusted issuer",
+            "issuer-untrusted",
+            forged(|f| drop(f.claims_mut().insert("iss".into(), "https://evil.example".into()))),
+        ),
         case("issuer missing", "missing-claim", forged(|f| drop(f.claims_mut().remove("iss")))),
-        case("vct not accepted", "vct-not-accepted", forged(|f| drop(f.claims_mut().insert("vct".into(), "https://evil.example/id".into())))),
+        case(
+            "vct not accepted",
+            "vct-not-accepted",
+            forged(|f| drop(f.claims_mut().insert("vct".into(), "https://evil.example/id".into()))),
+        ),
         case("vct missing", "missing-claim", forged(|f| drop(f.claims_mut().remove("vct")))),
         // Validity.
         case("expired", "expired", forged(|f| drop(f.claims_mut().insert("exp".into(), (NOW - 61).into())))),
-        case("not yet valid", "not-yet-valid", forged(|f| drop(f.claims_mut().insert("nbf".into(), (NOW + 61).into())))),
-        case("issued in the future", "issued-in-future", forged(|f| drop(f.claims_mut().insert("iat".into(), (NOW + 3600).into())))),
+        case(
+            "not yet valid",
+            "not-yet-valid",
+            forged(|f| drop(f.claims_mut().insert("nbf".into(), (NOW + 61).into()))),
+        ),
+        case(
+            "issued in the future",
+            "issued-in-future",
+            forged(|f| drop(f.claims_mut().insert("iat".into(), (NOW + 3600).into()))),
+        ),
         case("no expiry", "missing-claim", forged(|f| drop(f.claims_mut().remove("exp")))),
-        case("expiry as text", "missing-claim", forged(|f| drop(f.claims_mut().insert("exp".into(), "tomorrow".into())))),
+        case(
+            "expiry as text",
+            "missing-claim",
+            forged(|f| drop(f.claims_mut().insert("exp".into(), "tomorrow".into()))),
+        ),
         // Disclosures.
-        case("sd_alg sha-512", "sd-alg-unsupported", forged(|f| drop(f.claims_mut().insert("_sd_alg".into(), "sha-512".into())))),
-        case("disclosure not base64url", "disclosure-malformed", forged(|f| f.presented.push(Disclosure::from_encoded("%%%".into())))),
-        case("disclosure is an object", "disclosure-malformed", forged(|f| f.presented.push(Disclosure::from_json(&json!({"salt": "s"}))))),
-        case("disclosure of four elements", "disclosure-malformed", forged(|f| f.presented.push(Disclosure::from_json(&json!(["s", "n", 1, 2]))))),
-        case("disclosure salt not a string", "disclosure-malformed", forged(|f| f.presented.push(Disclosure::from_json(&json!([7, "n", 1]))))),
+        case(
+            "sd_alg sha-512",
+            "sd-alg-unsupported",
+            forged(|f| drop(f.claims_mut().insert("_sd_alg".into(), "sha-512".into()))),
+        ),
+        case(
+            "disclosure not base64url",
+            "disclosure-malformed",
+            forged(|f| f.presented.push(Disclosure::from_encoded("%%%".into()))),
+        ),
+        case(
+            "disclosure is an object",
+            "disclosure-malformed",
+            forged(|f| f.presented.push(Disclosure::from_json(&json!({"salt": "s"})))),
+        ),
+        case(
+            "disclosure of four elements",
+            "disclosure-malformed",
+            forged(|f| f.presented.push(Disclosure::from_json(&json!(["s", "n", 1, 2])))),
+        ),
+        case(
+            "disclosure salt not a string",
+            "disclosure-malformed",
+            forged(|f| f.presented.push(Disclosure::from_json(&json!([7, "n", 1])))),
+        ),
         case("same disclosure twice", "disclosure-duplicate", forged(|f| f.presented.push(d["given_name"].clone()))),
-        case("digest twice in _sd", "digest-duplicate", forged(|f| {
-            let sd = f.claims_mut()["_sd"].as_array_mut().unwrap();
-            sd.push(json!(d["given_name"].digest));
-        })),
-        case("unreferenced disclosure", "disclosure-unreferenced", forged(|f| f.presented.push(Disclosure::property("salt-x", "role", &json!("admin"))))),
-        case("disclosed name already in the payload", "disclosure-name-conflict", forged(|f| drop(f.claims_mut().insert("given_name".into(), "Eve".into())))),
+        case(
+            "digest twice in _sd",
+            "digest-duplicate",
+            forged(|f| {
+                let sd = f.claims_mut()["_sd"].as_array_mut().unwrap();
+                sd.push(json!(d["given_name"].digest));
+            }),
+        ),
+        case(
+            "unreferenced disclosure",
+            "disclosure-unreferenced",
+            forged(|f| f.presented.push(Disclosure::property("salt-x", "role", &json!("admin")))),
+        ),
+        case(
+            "disclosed name already in the payload",
+            "disclosure-name-conflict",
+            forged(|f| drop(f.claims_mut().insert("given_name".into(), "Eve".into()))),
+        ),
         case("validity start disclosed selectively", "disclosure-reserved-claim", {
             let iss = Disclosure::property("salt-nbf", "nbf", &json!(NOW - 100));
             forged(|f| {
@@ -236,23 +312,47 @@ fn cases() -> Vec<Case> {
         // Holder binding.
         case("no key binding JWT", "holder-binding-missing", forged(|f| f.with_kb = false)),
         case("no cnf", "cnf-invalid", forged(|f| drop(f.claims_mut().remove("cnf")))),
-        case("cnf with a private key", "cnf-invalid", forged(|f| {
-            let mut jwk = holder_key().public_jwk(None);
-            jwk["d"] = json!("c2VjcmV0");
-            f.claims_mut().insert("cnf".into(), json!({ "jwk": jwk }));
-        })),
+        case(
+            "cnf with a private key",
+            "cnf-invalid",
+            forged(|f| {
+                let mut jwk = holder_key().public_jwk(None);
+                jwk["d"] = json!("c2VjcmV0");
+                f.claims_mut().insert("cnf".into(), json!({ "jwk": jwk }));
+            }),
+        ),
         case("kb typ JWT", "kb-typ-invalid", forged(|f| f.kb_header["typ"] = json!("JWT"))),
         case("kb alg none", "kb-alg-not-allowed", forged(|f| f.kb_header["alg"] = json!("none"))),
-        case("kb EdDSA against a P-256 holder key", "kb-alg-not-allowed", forged(|f| {
-            f.kb_header["alg"] = json!("EdDSA");
-            f.holder = SigningKey::ed25519(10);
-        })),
+        case(
+            "kb EdDSA against a P-256 holder key",
+            "kb-alg-not-allowed",
+            forged(|f| {
+                f.kb_header["alg"] = json!("EdDSA");
+                f.holder = SigningKey::ed25519(10);
+            }),
+        ),
         case("kb signed by someone else", "kb-signature-invalid", forged(|f| f.holder = attacker_key())),
-        case("kb nonce of another transaction (replay)", "kb-nonce-mismatch", forged(|f| drop(f.kb_claims.insert("nonce".into(), "old-nonce".into())))),
-        case("kb for another verifier", "kb-aud-mismatch", forged(|f| drop(f.kb_claims.insert("aud".into(), "x509_san_dns:evil.example".into())))),
+        case(
+            "kb nonce of another transaction (replay)",
+            "kb-nonce-mismatch",
+            forged(|f| drop(f.kb_claims.insert("nonce".into(), "old-nonce".into()))),
+        ),
+        case(
+            "kb for another verifier",
+            "kb-aud-mismatch",
+            forged(|f| drop(f.kb_claims.insert("aud".into(), "x509_san_dns:evil.example".into()))),
+        ),
         case("kb aud as a list", "kb-malformed", forged(|f| drop(f.kb_claims.insert("aud".into(), json!([AUDIENCE]))))),
-        case("kb too old", "kb-iat-out-of-window", forged(|f| drop(f.kb_claims.insert("iat".into(), (NOW - 3600).into())))),
-        case("kb from the future", "kb-iat-out-of-window", forged(|f| drop(f.kb_claims.insert("iat".into(), (NOW + 3600).into())))),
+        case(
+            "kb too old",
+            "kb-iat-out-of-window",
+            forged(|f| drop(f.kb_claims.insert("iat".into(), (NOW - 3600).into()))),
+        ),
+        case(
+            "kb from the future",
+            "kb-iat-out-of-window",
+            forged(|f| drop(f.kb_claims.insert("iat".into(), (NOW + 3600).into()))),
+        ),
         case("kb without nonce", "kb-malformed", forged(|f| drop(f.kb_claims.insert("nonce".into(), Value::Null)))),
         case("kb over other disclosures", "kb-sd-hash-mismatch", {
             let forge = Forge::new();
@@ -275,18 +375,50 @@ fn cases() -> Vec<Case> {
     for (name, code, idx) in status_edits {
         cases.push(case(name, code, forged(|f| f.claims_mut()["status"]["status_list"]["idx"] = json!(idx))));
     }
-    cases.push(case("status by another mechanism", "status-unsupported", forged(|f| {
-        f.claims_mut().insert("status".into(), json!({ "identifier_list": { "id": "1", "uri": "https://x" } }));
-    })));
+    cases.push(case(
+        "status by another mechanism",
+        "status-unsupported",
+        forged(|f| {
+            f.claims_mut().insert("status".into(), json!({ "identifier_list": { "id": "1", "uri": "https://x" } }));
+        }),
+    ));
     cases.push(case("no status", "status-missing", forged(|f| drop(f.claims_mut().remove("status")))));
 
     let mut unavailable = case("status list unreachable", "status-unavailable", honest.clone());
     unavailable.trust.lists.insert(STATUS_URI.into(), None);
     cases.push(unavailable);
     let lists: [(&'static str, &'static str, String); 5] = [
-        ("status list signed by an attacker", "status-list-invalid", regain_dev_idv::status::token(&attacker_key(), Some("k1"), STATUS_URI, &statuses(), 2, NOW, None)),
-        ("status list for another uri", "status-list-invalid", regain_dev_idv::status::token(&issuer_key(), Some("k1"), "https://idv.example/status/2", &statuses(), 2, NOW, None)),
-        ("status list expired", "status-list-expired", regain_dev_idv::status::token(&issuer_key(), Some("k1"), STATUS_URI, &statuses(), 2, NOW - 7200, Some(NOW - 3600))),
+        (
+            "status list signed by an attacker",
+            "status-list-invalid",
+            regain_dev_idv::status::token(&attacker_key(), Some("k1"), STATUS_URI, &statuses(), 2, NOW, None),
+        ),
+        (
+            "status list for another uri",
+            "status-list-invalid",
+            regain_dev_idv::status::token(
+                &issuer_key(),
+                Some("k1"),
+                "https://idv.example/status/2",
+                &statuses(),
+                2,
+                NOW,
+                None,
+            ),
+        ),
+        (
+            "status list expired",
+            "status-list-expired",
+            regain_dev_idv::status::token(
+                &issuer_key(),
+                Some("k1"),
+                STATUS_URI,
+                &statuses(),
+                2,
+                NOW - 7200,
+                Some(NOW - 3600),
+            ),
+        ),
         ("status list with typ JWT", "status-list-invalid", {
             let token = status_token(&statuses());
             let payload = token.split('.').nth(1).unwrap();
@@ -294,7 +426,8 @@ fn cases() -> Vec<Case> {
             sign_jws(&json!({ "typ": "JWT", "alg": "ES256", "kid": "k1" }), &claims, &issuer_key())
         }),
         ("status list with three-bit entries", "status-list-invalid", {
-            let claims = json!({ "sub": STATUS_URI, "iat": NOW, "status_list": { "bits": 3, "lst": "eNrbuRgAAhcBXQ" } });
+            let claims =
+                json!({ "sub": STATUS_URI, "iat": NOW, "status_list": { "bits": 3, "lst": "eNrbuRgAAhcBXQ" } });
             sign_jws(&json!({ "typ": "statuslist+jwt", "alg": "ES256", "kid": "k1" }), &claims, &issuer_key())
         }),
     ];
@@ -313,16 +446,27 @@ fn cases() -> Vec<Case> {
     jwks["keys"][0]["d"] = json!("c2VjcmV0");
     private.trust.issuers.insert(ISSUER.into(), Some(jwks.to_string()));
     cases.push(private);
-    let mut other_issuer = case("kid of another trusted issuer", "issuer-key-not-found", forged(|f| {
-        f.issuer = attacker_key();
-        f.header_mut().insert("kid".into(), "evil-1".into());
-    }));
-    other_issuer.trust.issuers.insert("https://other-idv.example".into(), Some(attacker_key().jwks(Some("evil-1")).to_string()));
+    let mut other_issuer = case(
+        "kid of another trusted issuer",
+        "issuer-key-not-found",
+        forged(|f| {
+            f.issuer = attacker_key();
+            f.header_mut().insert("kid".into(), "evil-1".into());
+        }),
+    );
+    other_issuer
+        .trust
+        .issuers
+        .insert("https://other-idv.example".into(), Some(attacker_key().jwks(Some("evil-1")).to_string()));
     cases.push(other_issuer);
-    let mut only_es = case("EdDSA not in the profile's algorithms", "alg-not-allowed", forged(|f| {
-        f.issuer = SigningKey::ed25519(9);
-        f.header_mut().insert("alg".into(), "EdDSA".into());
-    }));
+    let mut only_es = case(
+        "EdDSA not in the profile's algorithms",
+        "alg-not-allowed",
+        forged(|f| {
+            f.issuer = SigningKey::ed25519(9);
+            f.header_mut().insert("alg".into(), "EdDSA".into());
+        }),
+    );
     only_es.edit = |e| e.algs = &[Alg::Es256];
     cases.push(only_es);
     cases

@@ -170,7 +170,10 @@ impl Forge {
         named.insert("street_address", street);
         named.insert("nat_pt", nat_pt);
         named.insert("nat_br", nat_br);
-        let presented: Vec<Disclosure> = top.into_iter().chain([named["street_address"].clone(), named["nat_pt"].clone(), named["nat_br"].clone()]).collect();
+        let presented: Vec<Disclosure> = top
+            .into_iter()
+            .chain([named["street_address"].clone(), named["nat_pt"].clone(), named["nat_br"].clone()])
+            .collect();
 
         let forge = Self {
             header: json!({ "typ": "dc+sd-jwt", "alg": "ES256", "kid": "k1" }),
