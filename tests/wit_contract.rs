@@ -116,7 +116,8 @@ fn each_interface_lives_in_a_file_of_its_name_and_errors_are_variants() {
             assert!(!line.contains(", string>"), "{line}: an error must be a documented variant, not a string");
         }
     }
-    let mut expected = ["types", "directory", "credentials", "trust", "face-check", "events", "flow", "admin"];
+    let mut expected =
+        ["types", "directory", "credentials", "trust", "face-check", "events", "crypto", "flow", "admin"];
     expected.sort_unstable();
     interfaces.sort();
     assert_eq!(interfaces, expected);

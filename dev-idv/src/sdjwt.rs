@@ -97,3 +97,52 @@ pub fn key_binding_jwt(holder: &SigningKey, sd_jwt: &str, nonce: &str, aud: &str
     });
     sign_jws(&header, &claims, holder)
 }
+
+/// What the dev IDV puts into an identity credential.
+#[derive(Debug, Clone)]
+pub struct IdentityCredential<'a> {
+    /// The issuer identifier (`iss`).
+    pub issuer: &'a str,
+    /// The key id of the issuer key, for the header's `kid`.
+    pub kid: &'a str,
+    /// The credential type (`vct`).
+    pub vct: &'a str,
+    /// Issuance time.
+    pub iat: u64,
+    /// Expiry time.
+    pub exp: u64,
+    /// The status list reference, `(uri, index)`.
+    pub status: Option<(&'a str, u64)>,
+    /// Selectively disclosable claims, in order.
+    pub claims: Vec<(&'a str, Value)>,
+}
+
+/// Issues a holder-bound SD-JWT VC with every claim selectively disclosable.
+pub fn issue_identity(credential: &IdentityCredential<'_>, issuer: &SigningKey, holder: &SigningKey) -> Issued {
+    let mut claims = Map::new();
+    claims.insert("iss".into(), credential.issuer.into());
+    claims.insert("vct".into(), credential.vct.into());
+    claims.insert("iat".into(), credential.iat.into());
+    claims.insert("exp".into(), credential.exp.into());
+    claims.insert("cnf".into(), json!({ "jwk": holder.public_jwk(None) }));
+    if let Some((uri, idx)) = credential.status {
+        claims.insert("status".into(), json!({ "status_list": { "idx": idx, "uri": uri } }));
+    }
+    let disclosures = conceal(&mut claims, &credential.claims, 2);
+    let header = json!({ "typ": "dc+sd-jwt", "alg": issuer.alg(), "kid": credential.kid });
+    issue(&header, &Value::Object(claims), disclosures, issuer)
+}
+
+/// The wallet's presentation: the chosen disclosures and a key binding JWT.
+pub fn present(
+    issued: &Issued,
+    chosen: &[&Disclosure],
+    holder: &SigningKey,
+    nonce: &str,
+    aud: &str,
+    iat: u64,
+) -> String {
+    let sd_jwt = issued.sd_jwt(chosen);
+    let kb = key_binding_jwt(holder, &sd_jwt, nonce, aud, iat);
+    format!("{sd_jwt}{kb}")
+}

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod directory_file;
+mod presentation;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -35,11 +36,23 @@ enum Command {
         /// The login to look up.
         login: String,
     },
+    /// Work with credential presentations.
+    Presentation {
+        #[command(subcommand)]
+        command: PresentationCommand,
+    },
     /// Inspect the plugin component.
     Component {
         #[command(subcommand)]
         command: ComponentCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum PresentationCommand {
+    /// Verify an SD-JWT VC presentation read from standard input; print
+    /// `{"valid", "reason", "claims"}`; exit 0 valid, 1 invalid, 2 usage error.
+    Verify(presentation::VerifyArgs),
 }
 
 #[derive(Subcommand)]
@@ -88,6 +101,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo => demo(cli.component.as_ref()).await,
         Command::Lookup { directory, login } => lookup(cli.component.as_ref(), &directory, &login).await,
         Command::Component { command: ComponentCommand::Info } => info(cli.component.as_ref()),
+        Command::Presentation { command: PresentationCommand::Verify(args) } => presentation::verify(&args),
     }
 }
 

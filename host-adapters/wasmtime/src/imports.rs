@@ -1,7 +1,7 @@
 //! One Rust trait per WIT import, for host adapters to implement, and the store data that
 //! connects them to the generated bindings.
 
-use crate::bindings::regain::recovery::{credentials, directory, events, face_check, trust, types};
+use crate::bindings::regain::recovery::{credentials, crypto, directory, events, face_check, trust, types};
 use crate::limits::MemoryLimiter;
 use std::future::Future;
 use wasmtime::component::ResourceTable;
@@ -119,6 +119,19 @@ impl<A: Send> WasiView for Ctx<A> {
 }
 
 impl<A: Adapter> types::Host for Ctx<A> {}
+
+// The host verifies signatures itself; adapters never see this import.
+impl<A: Adapter> crypto::Host for Ctx<A> {
+    async fn verify_signature(
+        &mut self,
+        algorithm: crypto::SignatureAlgorithm,
+        key: crypto::PublicKey,
+        message: Vec<u8>,
+        signature: Vec<u8>,
+    ) -> Result<bool, crypto::CryptoError> {
+        crate::crypto::verify_import(algorithm, key, &message, &signature)
+    }
+}
 
 impl<A: Adapter> directory::Host for Ctx<A> {
     async fn find_user_by_login(&mut self, login: String) -> Result<Option<User>, DirectoryError> {

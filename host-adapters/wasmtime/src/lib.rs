@@ -3,6 +3,7 @@
 mod bindings;
 mod cache;
 mod config;
+mod crypto;
 mod error;
 mod host;
 mod imports;
@@ -11,6 +12,7 @@ pub mod memory;
 
 pub use cache::{LoadReport, Origin};
 pub use config::{MIN_MEMORY_LIMIT, SandboxConfig};
+pub use crypto::NativeVerifier;
 pub use error::{CallError, LoadError};
 pub use host::{BUNDLED_PLUGIN_PATH, ComponentSource, Instance, PluginHost, bundled_plugin};
 pub use imports::{Adapter, Credentials, Directory, Events, FaceCheck, Trust};
@@ -18,5 +20,5 @@ pub use imports::{Adapter, Credentials, Directory, Events, FaceCheck, Trust};
 /// The WIT types of the `regain:recovery` package, as the generated bindings define them.
 pub mod wit {
     pub use crate::bindings::exports::regain::recovery::{admin, flow};
-    pub use crate::bindings::regain::recovery::{credentials, directory, events, face_check, trust, types};
+    pub use crate::bindings::regain::recovery::{credentials, crypto, directory, events, face_check, trust, types};
 }

@@ -668,3 +668,116 @@ fn check_status(
         Err(e) => Err(invalid(&e.to_string())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Rejection;
+
+    /// One of each rejection. The match below has no wildcard, so a new variant does not
+    /// compile until it is added here, and then must be documented in the README.
+    fn every_rejection() -> Vec<Rejection> {
+        use Rejection as R;
+        let all = vec![
+            R::TooLarge,
+            R::Malformed(String::new()),
+            R::TypInvalid,
+            R::AlgNotAllowed(String::new()),
+            R::CritUnsupported(String::new()),
+            R::MissingClaim("x"),
+            R::IssuerUntrusted,
+            R::IssuerKeysUnavailable(String::new()),
+            R::IssuerKeyNotFound,
+            R::SignatureInvalid,
+            R::VctNotAccepted,
+            R::NotYetValid,
+            R::Expired,
+            R::IssuedInFuture,
+            R::SdAlgUnsupported,
+            R::DisclosureMalformed(String::new()),
+            R::DisclosureDuplicate,
+            R::DigestDuplicate,
+            R::DisclosureUnreferenced,
+            R::DisclosureNameConflict,
+            R::DisclosureReservedClaim(String::new()),
+            R::HolderBindingMissing,
+            R::CnfInvalid,
+            R::KbMalformed(String::new()),
+            R::KbTypInvalid,
+            R::KbAlgNotAllowed(String::new()),
+            R::KbSignatureInvalid,
+            R::KbIatOutOfWindow,
+            R::KbNonceMismatch,
+            R::KbAudienceMismatch,
+            R::KbSdHashMismatch,
+            R::StatusMissing,
+            R::StatusUnsupported,
+            R::StatusUnavailable(String::new()),
+            R::StatusListInvalid(String::new()),
+            R::StatusListExpired,
+            R::StatusIndexOutOfRange,
+            R::Revoked,
+            R::Suspended,
+            R::StatusUnknownValue(3),
+            R::VerifierFailed(String::new()),
+        ];
+        for r in &all {
+            match r {
+                R::TooLarge
+                | R::Malformed(_)
+                | R::TypInvalid
+                | R::AlgNotAllowed(_)
+                | R::CritUnsupported(_)
+                | R::MissingClaim(_)
+                | R::IssuerUntrusted
+                | R::IssuerKeysUnavailable(_)
+                | R::IssuerKeyNotFound
+                | R::SignatureInvalid
+                | R::VctNotAccepted
+                | R::NotYetValid
+                | R::Expired
+                | R::IssuedInFuture
+                | R::SdAlgUnsupported
+                | R::DisclosureMalformed(_)
+                | R::DisclosureDuplicate
+                | R::DigestDuplicate
+                | R::DisclosureUnreferenced
+                | R::DisclosureNameConflict
+                | R::DisclosureReservedClaim(_)
+                | R::HolderBindingMissing
+                | R::CnfInvalid
+                | R::KbMalformed(_)
+                | R::KbTypInvalid
+                | R::KbAlgNotAllowed(_)
+                | R::KbSignatureInvalid
+                | R::KbIatOutOfWindow
+                | R::KbNonceMismatch
+                | R::KbAudienceMismatch
+                | R::KbSdHashMismatch
+                | R::StatusMissing
+                | R::StatusUnsupported
+                | R::StatusUnavailable(_)
+                | R::StatusListInvalid(_)
+                | R::StatusListExpired
+                | R::StatusIndexOutOfRange
+                | R::Revoked
+                | R::Suspended
+                | R::StatusUnknownValue(_)
+                | R::VerifierFailed(_) => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_reason_code_is_distinct_and_in_the_readme() {
+        let readme = include_str!("../../../README.md");
+        let mut codes = std::collections::HashSet::new();
+        for rejection in every_rejection() {
+            let code = rejection.code();
+            assert!(codes.insert(code), "`{code}` is used twice");
+            assert!(readme.contains(&format!("| `{code}` |")), "README does not list `{code}`");
+            assert!(code.chars().all(|c| c.is_ascii_lowercase() || c == '-'), "`{code}` is not kebab-case");
+        }
+        assert!(readme.contains("| `ok` |"));
+    }
+}
