@@ -5,6 +5,7 @@ pub mod flow;
 pub mod jose;
 pub mod json;
 mod login;
+pub mod matching;
 pub mod sdjwt;
 pub mod secret;
 pub mod state;
