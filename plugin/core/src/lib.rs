@@ -6,6 +6,7 @@ pub mod jose;
 pub mod json;
 mod login;
 pub mod matching;
+pub mod openid4vp;
 pub mod sdjwt;
 pub mod secret;
 pub mod state;
