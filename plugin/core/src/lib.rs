@@ -7,6 +7,7 @@ pub mod json;
 mod login;
 pub mod matching;
 pub mod openid4vp;
+pub mod policy;
 pub mod sdjwt;
 pub mod secret;
 pub mod state;

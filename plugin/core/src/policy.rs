@@ -1,0 +1,308 @@
+//! Cedar policies: loading (strict validation against the built-in schema, `@id` required
+//! and unique) and deciding.
+//!
+//! The schema is part of the plugin: it is the vocabulary of the facts the plugin computes,
+//! so it ships with the code that computes them. Policies come from the deployment.
+
+use cedar_policy::{
+    Authorizer, Context, Decision as CedarDecision, Entities, EntityUid, PolicyId, PolicySet, Request, Schema,
+    ValidationMode, Validator,
+};
+use serde_json::Value;
+use std::str::FromStr as _;
+
+/// The schema policies are validated against (`policies/regain.cedarschema`).
+pub const SCHEMA: &str = include_str!("../../../policies/regain.cedarschema");
+
+/// The default policy pack, as shipped in `policies/`.
+pub const DEFAULT_POLICIES: [(&str, &str); 4] = [
+    ("eligibility.cedar", include_str!("../../../policies/eligibility.cedar")),
+    ("routing.cedar", include_str!("../../../policies/routing.cedar")),
+    ("tap.cedar", include_str!("../../../policies/tap.cedar")),
+    ("scope.cedar", include_str!("../../../policies/scope.cedar")),
+];
+
+/// A problem in a policy file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// The file.
+    pub file: String,
+    /// 1-based line, 0 when the problem has no position.
+    pub line: u32,
+    /// 1-based column, 0 when the problem has no position.
+    pub column: u32,
+    /// One line, lowercase.
+    pub message: String,
+}
+
+impl std::fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+    }
+}
+
+/// Line and column (1-based) of byte `offset` in `text`.
+fn position(text: &str, offset: usize) -> (u32, u32) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (u32::try_from(line).unwrap_or(u32::MAX), u32::try_from(column).unwrap_or(u32::MAX))
+}
+
+fn diagnostic(file: &str, text: &str, offset: Option<usize>, message: impl Into<String>) -> Diagnostic {
+    let (line, column) = offset.map_or((0, 0), |o| position(text, o));
+    Diagnostic { file: file.to_owned(), line, column, message: message.into() }
+}
+
+/// First labelled offset of a miette diagnostic, if any.
+fn first_offset(d: &dyn miette::Diagnostic) -> Option<usize> {
+    d.labels().and_then(|mut labels| labels.next()).map(|l| l.offset())
+}
+
+/// Byte offsets where each policy statement (annotations included) starts: the first
+/// token after the start of the text or after a `;`, skipping comments and white space.
+fn statement_starts(text: &str) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let mut expecting = true;
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '/' if chars.peek().is_some_and(|(_, n)| *n == '/') => {
+                for (_, n) in chars.by_ref() {
+                    if n == '\n' {
+                        break;
+                    }
+                }
+            }
+            '"' => {
+                if expecting {
+                    starts.push(i);
+                    expecting = false;
+                }
+                while let Some((_, n)) = chars.next() {
+                    match n {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            ';' => expecting = true,
+            c if c.is_whitespace() => {}
+            _ => {
+                if expecting {
+                    starts.push(i);
+                    expecting = false;
+                }
+            }
+        }
+    }
+    starts
+}
+
+/// A validated policy set and the schema.
+#[derive(Debug, Clone)]
+pub struct Policies {
+    set: PolicySet,
+    schema: Schema,
+}
+
+/// The answer to one question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Permitted (some permit applied, no forbid did).
+    pub allowed: bool,
+    /// The `@id`s of the policies that determined the answer, sorted.
+    pub determining: Vec<String>,
+    /// Evaluation errors (a policy that failed to evaluate is skipped).
+    pub errors: Vec<String>,
+}
+
+/// The built-in schema; it is compiled in, and a test proves it parses.
+fn schema() -> Result<Schema, Diagnostic> {
+    Schema::from_cedarschema_str(SCHEMA)
+        .map(|(schema, _warnings)| schema)
+        .map_err(|e| diagnostic("regain.cedarschema", SCHEMA, first_offset(&e), e.to_string()))
+}
+
+impl Policies {
+    /// Parses, names and strictly validates policy files; all problems are reported.
+    pub fn load(files: &[(&str, &str)]) -> Result<Self, Vec<Diagnostic>> {
+        let schema = schema().map_err(|d| vec![d])?;
+        let mut set = PolicySet::new();
+        let mut problems = Vec::new();
+        // Where each policy came from, to place validation errors.
+        let mut origin: Vec<(String, &str, &str)> = Vec::new();
+        for (file, text) in files {
+            let parsed = match PolicySet::from_str(text) {
+                Ok(parsed) => parsed,
+                Err(errors) => {
+                    for e in errors.iter() {
+                        problems.push(diagnostic(file, text, first_offset(e), e.to_string()));
+                    }
+                    continue;
+                }
+            };
+            // Policies parsed from one text get the ids `policy0`, `policy1`... in order.
+            let starts = statement_starts(text);
+            let mut in_order: Vec<_> = parsed.policies().collect();
+            in_order.sort_by_key(|p| {
+                p.id().to_string().trim_start_matches("policy").parse::<usize>().unwrap_or(usize::MAX)
+            });
+            for (index, policy) in in_order.into_iter().enumerate() {
+                let offset = starts.get(index).copied();
+                let Some(id) = policy.annotation("id") else {
+                    problems.push(diagnostic(file, text, offset, "policy has no `@id` annotation"));
+                    continue;
+                };
+                let named = policy.new_id(PolicyId::new(id));
+                if let Err(e) = set.add(named) {
+                    problems.push(diagnostic(file, text, offset, format!("`@id(\"{id}\")` is used twice: {e}")));
+                    continue;
+                }
+                origin.push((id.to_owned(), file, text));
+            }
+        }
+        if problems.is_empty() {
+            let result = Validator::new(schema.clone()).validate(&set, ValidationMode::Strict);
+            for e in result.validation_errors() {
+                let id = e.policy_id().to_string();
+                let (file, text) =
+                    origin.iter().find(|(pid, _, _)| *pid == id).map_or(("", ""), |(_, file, text)| (*file, *text));
+                problems.push(diagnostic(file, text, first_offset(e), format!("policy `{id}`: {e}")));
+            }
+        }
+        if problems.is_empty() { Ok(Self { set, schema }) } else { Err(problems) }
+    }
+
+    /// The shipped default pack.
+    pub fn defaults() -> Result<Self, Vec<Diagnostic>> {
+        Self::load(&DEFAULT_POLICIES)
+    }
+
+    /// The `@id`s of every policy, sorted.
+    pub fn ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.set.policies().map(|p| p.id().to_string()).collect();
+        ids.sort();
+        ids
+    }
+
+    /// An annotation of a policy.
+    pub fn annotation(&self, id: &str, key: &str) -> Option<&str> {
+        self.set.annotation(&PolicyId::new(id), key)
+    }
+
+    /// Asks whether `principal` may do `action` on `resource` given `entities` (JSON, in
+    /// Cedar's entity format) and `context`. Malformed facts are an error, never a permit.
+    pub fn decide(
+        &self,
+        principal: &str,
+        action: &str,
+        resource: &str,
+        context: Value,
+        entities: Value,
+    ) -> Result<Decision, String> {
+        let uid = |text: &str| EntityUid::from_str(text).map_err(|e| format!("bad entity id `{text}`: {e}"));
+        let (principal, action, resource) = (uid(principal)?, uid(action)?, uid(resource)?);
+        let context = Context::from_json_value(context, Some((&self.schema, &action)))
+            .map_err(|e| format!("bad context for {action}: {e}"))?;
+        let entities =
+            Entities::from_json_value(entities, Some(&self.schema)).map_err(|e| format!("bad entities: {e}"))?;
+        let request = Request::new(principal, action, resource, context, Some(&self.schema))
+            .map_err(|e| format!("request does not fit the schema: {e}"))?;
+        let response = Authorizer::new().is_authorized(&request, &self.set, &entities);
+        let mut determining: Vec<String> = response.diagnostics().reason().map(ToString::to_string).collect();
+        determining.sort();
+        Ok(Decision {
+            allowed: response.decision() == CedarDecision::Allow,
+            determining,
+            errors: response.diagnostics().errors().map(ToString::to_string).collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_default_pack_validates_and_every_policy_is_named() {
+        let policies = Policies::defaults().unwrap_or_else(|d| panic!("{d:#?}"));
+        let ids = policies.ids();
+        assert!(ids.contains(&"eligibility-scope".to_owned()));
+        assert!(ids.contains(&"tap-privileged-face".to_owned()));
+        assert_eq!(policies.annotation("tap-standard", "lifetime_minutes"), Some("60"));
+    }
+
+    #[test]
+    fn broken_policies_are_reported_with_file_line_and_column() {
+        let text = "@id(\"a\")\npermit (principal, action == Regain::Action::\"startRecovery\", resource)\nwhen { principal.no_such_attribute };\n";
+        let errors = Policies::load(&[("bad.cedar", text)]).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].file, "bad.cedar");
+        assert_eq!(errors[0].line, 3, "{}", errors[0]);
+        assert!(errors[0].to_string().starts_with("bad.cedar:3:"), "{}", errors[0]);
+
+        let syntax = Policies::load(&[("syntax.cedar", "permit (principal, action, resource) when {")]).unwrap_err();
+        assert_eq!(syntax[0].line, 1);
+
+        let unnamed = Policies::load(&[("u.cedar", "\n\npermit (principal, action, resource);")]).unwrap_err();
+        assert_eq!(unnamed[0].message, "policy has no `@id` annotation");
+        assert_eq!((unnamed[0].line, unnamed[0].column), (3, 1));
+
+        let twice =
+            "@id(\"x\") permit (principal, action, resource);\n@id(\"x\") forbid (principal, action, resource);";
+        let dup = Policies::load(&[("d.cedar", twice)]).unwrap_err();
+        assert!(dup[0].message.contains("used twice"), "{dup:?}");
+    }
+
+    #[test]
+    fn a_decision_names_its_determining_policies() {
+        let policies = Policies::defaults().unwrap();
+        let entities = json!([
+            { "uid": { "type": "Regain::Group", "id": "recovery" }, "attrs": {}, "parents": [] },
+            { "uid": { "type": "Regain::User", "id": "u-1" }, "parents": [{ "type": "Regain::Group", "id": "recovery" }],
+              "attrs": { "enabled": true, "privileged": false, "has_signed_in": true } },
+            { "uid": { "type": "Regain::Deployment", "id": "default" }, "parents": [],
+              "attrs": { "scope": { "__entity": { "type": "Regain::Group", "id": "recovery" } },
+                         "tap_scope": { "__entity": { "type": "Regain::Group", "id": "recovery" } }, "evaluation": false } }
+        ]);
+        let context = json!({ "attempts_in_window": 0, "attempts_from_address": 0, "recovered_in_last_day": false });
+        let d = policies
+            .decide(
+                "Regain::User::\"u-1\"",
+                "Regain::Action::\"startRecovery\"",
+                "Regain::Deployment::\"default\"",
+                context,
+                entities.clone(),
+            )
+            .unwrap();
+        assert!(d.allowed);
+        assert_eq!(d.determining, vec!["eligibility-scope"]);
+
+        let context = json!({ "attempts_in_window": 5, "attempts_from_address": 0, "recovered_in_last_day": false });
+        let d = policies
+            .decide(
+                "Regain::User::\"u-1\"",
+                "Regain::Action::\"startRecovery\"",
+                "Regain::Deployment::\"default\"",
+                context,
+                entities.clone(),
+            )
+            .unwrap();
+        assert!(!d.allowed);
+        assert_eq!(d.determining, vec!["eligibility-attempt-limit"]);
+
+        let bad = policies.decide(
+            "Regain::User::\"u-1\"",
+            "Regain::Action::\"startRecovery\"",
+            "Regain::Deployment::\"default\"",
+            json!({ "attempts_in_window": "many" }),
+            entities,
+        );
+        assert!(bad.is_err());
+    }
+}
