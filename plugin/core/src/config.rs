@@ -1,0 +1,373 @@
+//! The deployment configuration: one TOML file per deployment.
+//!
+//! Unknown keys and wrong types are refused with the position of the offending key; values
+//! are then checked against each other ([`Deployment::check`]).
+
+use crate::matching::{Binding, MatchLevel};
+use serde::Deserialize;
+
+/// A parsed and checked deployment configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deployment {
+    /// `production` issues passes; `evaluation` runs everything for real and issues nothing.
+    #[serde(default)]
+    pub mode: Mode,
+    /// The directory group of users who may recover.
+    pub scope_group: String,
+    /// The directory group of users to whom passes may be issued; defaults to `scope_group`.
+    #[serde(default)]
+    pub tap_scope_group: Option<String>,
+    /// The OpenID4VP verifier.
+    pub verifier: Verifier,
+    /// Account matching.
+    #[serde(default)]
+    pub matching: Matching,
+    /// Face comparison.
+    #[serde(default)]
+    pub face_check: FaceCheck,
+    /// Bounds on the passes policies may ask for.
+    #[serde(default)]
+    pub tap: TapBounds,
+    /// Attempt counting.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Identity verification provider profiles.
+    #[serde(rename = "idv")]
+    pub idvs: Vec<IdvProfile>,
+}
+
+/// Production or evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Passes are issued.
+    #[default]
+    Production,
+    /// Every step runs and is audited; nothing is issued or revoked.
+    Evaluation,
+}
+
+/// The verifier side of OpenID4VP.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Verifier {
+    /// Where wallets post presentations (`response_uri`); also the client identifier.
+    pub response_uri: String,
+    /// The wallet endpoint requests are addressed to.
+    #[serde(default = "default_wallet")]
+    pub wallet: String,
+    /// Clock skew tolerated on time claims, in seconds.
+    #[serde(default = "default_skew")]
+    pub clock_skew_seconds: u64,
+    /// Oldest key binding JWT accepted, in seconds.
+    #[serde(default = "default_kb_age")]
+    pub key_binding_max_age_seconds: u64,
+    /// Whether a credential without status is refused.
+    #[serde(default = "yes")]
+    pub require_status: bool,
+}
+
+fn default_wallet() -> String {
+    "openid4vp://".into()
+}
+fn default_skew() -> u64 {
+    60
+}
+fn default_kb_age() -> u64 {
+    300
+}
+fn yes() -> bool {
+    true
+}
+
+/// Account matching settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Matching {
+    /// `exact` or `relaxed`.
+    #[serde(default = "relaxed")]
+    pub level: Level,
+    /// Claims bound to directory attributes.
+    #[serde(default)]
+    pub bind: Vec<BindingSetting>,
+}
+
+impl Default for Matching {
+    fn default() -> Self {
+        Self { level: Level::Relaxed, bind: Vec::new() }
+    }
+}
+
+fn relaxed() -> Level {
+    Level::Relaxed
+}
+
+/// The matching level, as written in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// See [`MatchLevel::Exact`].
+    Exact,
+    /// See [`MatchLevel::Relaxed`].
+    Relaxed,
+}
+
+impl From<Level> for MatchLevel {
+    fn from(level: Level) -> Self {
+        match level {
+            Level::Exact => Self::Exact,
+            Level::Relaxed => Self::Relaxed,
+        }
+    }
+}
+
+/// `{ claim = "birthdate", attribute = "birthdate" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindingSetting {
+    /// Claim of the credential.
+    pub claim: String,
+    /// Attribute of the directory user.
+    pub attribute: String,
+}
+
+impl From<&BindingSetting> for Binding {
+    fn from(b: &BindingSetting) -> Self {
+        Self { claim: b.claim.clone(), attribute: b.attribute.clone() }
+    }
+}
+
+/// Face comparison settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaceCheck {
+    /// Lowest accepted score, 50-100 (Entra's default is 70); policies may demand more.
+    #[serde(default = "default_threshold")]
+    pub threshold: u8,
+    /// The credential claim holding the portrait (base64 or base64url of a JPEG or PNG).
+    #[serde(default = "default_portrait")]
+    pub portrait_claim: String,
+}
+
+impl Default for FaceCheck {
+    fn default() -> Self {
+        Self { threshold: default_threshold(), portrait_claim: default_portrait() }
+    }
+}
+
+fn default_threshold() -> u8 {
+    70
+}
+fn default_portrait() -> String {
+    "portrait".into()
+}
+
+/// The operator's bounds on passes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TapBounds {
+    /// Shortest lifetime, in minutes.
+    #[serde(default = "default_min_lifetime")]
+    pub min_lifetime_minutes: u32,
+    /// Longest lifetime, in minutes.
+    #[serde(default = "default_max_lifetime")]
+    pub max_lifetime_minutes: u32,
+    /// Characters in the secret; 24 characters of a 32-letter alphabet carry 120 bits.
+    #[serde(default = "default_length")]
+    pub length: u8,
+}
+
+impl Default for TapBounds {
+    fn default() -> Self {
+        Self { min_lifetime_minutes: default_min_lifetime(), max_lifetime_minutes: default_max_lifetime(), length: default_length() }
+    }
+}
+
+fn default_min_lifetime() -> u32 {
+    10
+}
+fn default_max_lifetime() -> u32 {
+    480
+}
+fn default_length() -> u8 {
+    24
+}
+
+/// Attempt counting.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// The window attempts are counted over, in hours.
+    #[serde(default = "default_window")]
+    pub attempt_window_hours: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { attempt_window_hours: default_window() }
+    }
+}
+
+fn default_window() -> u32 {
+    6
+}
+
+/// How a provider delivers its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdvMode {
+    /// The provider issues an SD-JWT VC to the wallet, presented over OpenID4VP.
+    #[default]
+    Openid4vp,
+}
+
+/// An identity verification provider.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdvProfile {
+    /// Identifier, used in policies (`Regain::Idv::"<id>"`) and audit records.
+    pub id: String,
+    /// The credential issuer (`iss`) this provider signs as.
+    pub issuer: String,
+    /// How results are delivered.
+    #[serde(default)]
+    pub mode: IdvMode,
+    /// Accepted credential types.
+    pub vct: Vec<String>,
+    /// ISO 3166-1 alpha-2 countries served; `*` for all.
+    pub countries: Vec<String>,
+    /// Lower numbers are tried first.
+    #[serde(default)]
+    pub priority: i64,
+    /// `false` marks the provider unavailable, so routing falls back to the next.
+    #[serde(default = "yes")]
+    pub available: bool,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct ConfigError {
+    /// The file.
+    pub file: String,
+    /// 1-based line; 0 when the problem concerns the whole file.
+    pub line: u32,
+    /// 1-based column; 0 when the problem concerns the whole file.
+    pub column: u32,
+    /// What is wrong, naming the key.
+    pub message: String,
+}
+
+impl Deployment {
+    /// Parses and checks a configuration file.
+    pub fn parse(file: &str, text: &str) -> Result<Self, ConfigError> {
+        let deployment: Self = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map_or((0, 0), |span| {
+                let before = text.get(..span.start).unwrap_or(text);
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                (u32::try_from(line).unwrap_or(u32::MAX), u32::try_from(column).unwrap_or(u32::MAX))
+            });
+            ConfigError { file: file.into(), line, column, message: e.message().trim().to_owned() }
+        })?;
+        deployment.check().map_err(|message| ConfigError { file: file.into(), line: 0, column: 0, message })?;
+        Ok(deployment)
+    }
+
+    /// Checks values against each other; the text names the key.
+    pub fn check(&self) -> Result<(), String> {
+        if !(50..=100).contains(&self.face_check.threshold) {
+            return Err("`face_check.threshold` must be between 50 and 100".into());
+        }
+        if self.tap.min_lifetime_minutes == 0 || self.tap.min_lifetime_minutes > self.tap.max_lifetime_minutes {
+            return Err("`tap.min_lifetime_minutes` must be at least 1 and at most `tap.max_lifetime_minutes`".into());
+        }
+        if self.tap.length < 8 {
+            return Err("`tap.length` must be at least 8".into());
+        }
+        if self.idvs.is_empty() {
+            return Err("at least one `[[idv]]` profile is required".into());
+        }
+        for (i, idv) in self.idvs.iter().enumerate() {
+            if self.idvs.iter().skip(i + 1).any(|other| other.id == idv.id) {
+                return Err(format!("`idv.id` `{}` is used twice", idv.id));
+            }
+            if idv.vct.is_empty() {
+                return Err(format!("`idv.vct` of `{}` is empty", idv.id));
+            }
+        }
+        if self.scope_group.trim().is_empty() {
+            return Err("`scope_group` is empty".into());
+        }
+        if !self.verifier.response_uri.starts_with("https://") && !self.verifier.response_uri.starts_with("http://localhost") && !self.verifier.response_uri.starts_with("http://127.0.0.1") {
+            return Err("`verifier.response_uri` must be an https URL (http only on localhost)".into());
+        }
+        Ok(())
+    }
+
+    /// The pass scope group.
+    pub fn tap_scope(&self) -> &str {
+        self.tap_scope_group.as_deref().unwrap_or(&self.scope_group)
+    }
+
+    /// Profiles in the order routing tries them.
+    pub fn idvs_by_priority(&self) -> Vec<&IdvProfile> {
+        let mut idvs: Vec<&IdvProfile> = self.idvs.iter().collect();
+        idvs.sort_by_key(|idv| idv.priority);
+        idvs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+scope_group = "recovery-enabled"
+
+[verifier]
+response_uri = "https://recovery.example.org/vp/response"
+
+[[idv]]
+id = "dev-idv"
+issuer = "https://idv.example"
+vct = ["https://idv.example/credentials/identity"]
+countries = ["*"]
+"#;
+
+    #[test]
+    fn a_minimal_file_gets_the_defaults() {
+        let d = Deployment::parse("regain.toml", MINIMAL).unwrap();
+        assert_eq!(d.mode, Mode::Production);
+        assert_eq!(d.face_check.threshold, 70);
+        assert_eq!(d.tap.length, 24);
+        assert_eq!(d.matching.level, Level::Relaxed);
+        assert_eq!(d.tap_scope(), "recovery-enabled");
+        assert!(d.idvs[0].available);
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_name_the_key_and_its_position() {
+        let typo = MINIMAL.replace("[verifier]", "[verifier]\nresponse_url = \"x\"");
+        let err = Deployment::parse("regain.toml", &typo).unwrap_err();
+        assert!(err.message.contains("unknown field `response_url`"), "{err}");
+        assert_eq!((err.line, err.column), (5, 1), "{err}");
+
+        let wrong = MINIMAL.replace("countries = [\"*\"]", "countries = [\"*\"]\npriority = \"high\"");
+        let err = Deployment::parse("regain.toml", &wrong).unwrap_err();
+        assert!(err.to_string().starts_with("regain.toml:12:"), "{err}");
+    }
+
+    #[test]
+    fn inconsistent_values_are_refused() {
+        let low = format!("{MINIMAL}\n[face_check]\nthreshold = 40\n");
+        assert_eq!(Deployment::parse("r", &low).unwrap_err().message, "`face_check.threshold` must be between 50 and 100");
+        let tap = format!("{MINIMAL}\n[tap]\nmin_lifetime_minutes = 600\n");
+        assert!(Deployment::parse("r", &tap).unwrap_err().message.contains("tap.min_lifetime_minutes"));
+        let http = MINIMAL.replace("https://recovery.example.org", "http://recovery.example.org");
+        assert!(Deployment::parse("r", &http).unwrap_err().message.contains("https"));
+        let twice = format!("{MINIMAL}\n[[idv]]\nid = \"dev-idv\"\nissuer = \"x\"\nvct = [\"v\"]\ncountries = []\n");
+        assert!(Deployment::parse("r", &twice).unwrap_err().message.contains("used twice"));
+    }
+}
