@@ -180,7 +180,11 @@ pub struct TapBounds {
 
 impl Default for TapBounds {
     fn default() -> Self {
-        Self { min_lifetime_minutes: default_min_lifetime(), max_lifetime_minutes: default_max_lifetime(), length: default_length() }
+        Self {
+            min_lifetime_minutes: default_min_lifetime(),
+            max_lifetime_minutes: default_max_lifetime(),
+            length: default_length(),
+        }
     }
 }
 
@@ -300,7 +304,10 @@ impl Deployment {
         if self.scope_group.trim().is_empty() {
             return Err("`scope_group` is empty".into());
         }
-        if !self.verifier.response_uri.starts_with("https://") && !self.verifier.response_uri.starts_with("http://localhost") && !self.verifier.response_uri.starts_with("http://127.0.0.1") {
+        if !self.verifier.response_uri.starts_with("https://")
+            && !self.verifier.response_uri.starts_with("http://localhost")
+            && !self.verifier.response_uri.starts_with("http://127.0.0.1")
+        {
             return Err("`verifier.response_uri` must be an https URL (http only on localhost)".into());
         }
         Ok(())
@@ -362,7 +369,10 @@ countries = ["*"]
     #[test]
     fn inconsistent_values_are_refused() {
         let low = format!("{MINIMAL}\n[face_check]\nthreshold = 40\n");
-        assert_eq!(Deployment::parse("r", &low).unwrap_err().message, "`face_check.threshold` must be between 50 and 100");
+        assert_eq!(
+            Deployment::parse("r", &low).unwrap_err().message,
+            "`face_check.threshold` must be between 50 and 100"
+        );
         let tap = format!("{MINIMAL}\n[tap]\nmin_lifetime_minutes = 600\n");
         assert!(Deployment::parse("r", &tap).unwrap_err().message.contains("tap.min_lifetime_minutes"));
         let http = MINIMAL.replace("https://recovery.example.org", "http://recovery.example.org");

@@ -4,6 +4,8 @@
 //! through these traits, so every decision can be replayed in a test with a fixed clock and
 //! fixed bytes.
 
+use crate::jose::SignatureVerifier;
+use crate::sdjwt::TrustSource;
 use crate::{FlowId, Login};
 use std::fmt;
 
@@ -60,18 +62,88 @@ pub trait Entropy {
 pub trait Directory {
     /// The user who signs in with `login`, if any.
     fn find_user_by_login(&mut self, login: &Login) -> Result<Option<User>, HostError>;
+    /// How many users carry this first and last name.
+    fn count_users_by_name(&mut self, given_name: &str, family_name: &str) -> Result<u32, HostError>;
 }
 
-/// The durable audit log.
+/// The durable audit log, and the notifications that go with it.
 pub trait Audit {
     /// Records `event` before returning; an error means the flow must stop.
     fn record(&mut self, event: &AuditEvent) -> Result<(), HostError>;
+    /// How many events of `kind` the user has in the last `window_seconds`.
+    fn count_recent(&mut self, kind: AuditKind, user_id: &str, window_seconds: u64) -> Result<u32, HostError>;
+    /// Tells the user, on every channel but the recovered one, that access was restored.
+    fn notify_access_restored(&mut self, user_id: &str) -> Result<(), HostError>;
+}
+
+/// The pass the flow asks the host to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapRequest {
+    /// The user.
+    pub user_id: String,
+    /// Lifetime after issuance, in seconds.
+    pub lifetime_seconds: u32,
+    /// Dies at first use.
+    pub one_time: bool,
+    /// Characters in the secret.
+    pub length: u8,
+    /// Seconds before the pass may be used.
+    pub not_before_seconds: u32,
+}
+
+/// A pass the host created.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IssuedTap {
+    /// The secret, shown once.
+    pub secret: String,
+    /// When the host starts refusing it.
+    pub expires_at: u64,
+}
+
+impl fmt::Debug for IssuedTap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuedTap").field("expires_at", &self.expires_at).finish_non_exhaustive()
+    }
+}
+
+/// Changes to the user's sign-in methods.
+pub trait Credentials {
+    /// Creates a pass.
+    fn issue_tap(&mut self, request: &TapRequest) -> Result<IssuedTap, HostError>;
+    /// Removes every earlier sign-in method; returns how many.
+    fn revoke_methods(&mut self, user_id: &str) -> Result<u32, HostError>;
+    /// Forces registration of a new method at the next sign-in.
+    fn require_registration(&mut self, user_id: &str) -> Result<(), HostError>;
+    /// Ends every session; returns how many.
+    fn revoke_sessions(&mut self, user_id: &str) -> Result<u32, HostError>;
+}
+
+/// One face comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FaceResult {
+    /// Similarity, 0-100.
+    pub score: u8,
+    /// Liveness passed.
+    pub live: bool,
+}
+
+/// The host's face comparison service.
+pub trait FaceMatcher {
+    /// Compares the credential portrait with the captured selfie; `Err` carries a reason
+    /// code (`no-face`, `invalid-image`, `unknown-selfie`, `face-service-unavailable`).
+    fn compare(&mut self, portrait: &[u8], selfie_ref: &str) -> Result<FaceResult, &'static str>;
 }
 
 /// Everything the flow needs, in one bound.
-pub trait Environment: Clock + Entropy + Directory + Audit {}
+pub trait Environment:
+    Clock + Entropy + Directory + Audit + Credentials + FaceMatcher + TrustSource + SignatureVerifier
+{
+}
 
-impl<T: Clock + Entropy + Directory + Audit> Environment for T {}
+impl<T: Clock + Entropy + Directory + Audit + Credentials + FaceMatcher + TrustSource + SignatureVerifier> Environment
+    for T
+{
+}
 
 /// What happened, in the vocabulary of the WIT `events` interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +184,7 @@ pub struct AuditEvent {
     /// Directory identifier of the user, once known.
     pub user_id: Option<String>,
     /// Stable, documented reason code.
-    pub reason: &'static str,
+    pub reason: String,
     /// Reference code shown to the user when the flow failed.
     pub helpdesk_ref: Option<String>,
 }

@@ -1,32 +1,128 @@
-//! The recovery flow as a state machine driven by the host.
+//! The recovery flow as a state machine driven by the host (DESIGN §1 steps 1-8).
 //!
-//! Today the flow goes as far as the directory lookup: [`start`] parses the login, looks it
-//! up, records `recovery-started` and answers with the preliminary
-//! [`Step::AccountLookup`]. Eligibility, routing, presentation, verification, face check,
-//! account match and pass issuance come next; until then [`resume`] checks its state and
-//! answers [`FlowError::Unsupported`].
+//! ```text
+//! start ──► eligibility (Cedar) ──► routing (Cedar + priority) ──► present-request
+//! resume(presentation) ──► verify ──► match ──► capture-selfie
+//! resume(selfie) ──► face check ──► pass decision (Cedar) ──► completed | evaluation-completed
+//! any failure ──► failed(recovery-failed, helpdesk ref)   (details in the audit log only)
+//! ```
+//!
+//! INVARIANT: an unknown login and an ineligible one go through the same outward steps as an
+//! eligible one (a real-looking presentation request, the same generic failure); the reason
+//! is kept in the state and the audit log. No input sequence reaches `completed` without a
+//! verified presentation, an account match, a face check at the threshold and a permit.
 
-use crate::env::{AuditEvent, AuditKind, Environment, HostError};
+use crate::config::{Deployment, Mode};
+use crate::env::{AuditEvent, AuditKind, Environment, HostError, TapRequest, User};
+use crate::jose::{Alg, PublicKey, SignatureVerifier};
 use crate::login::{InvalidLogin, Login};
+use crate::matching::{Binding, MatchInput, match_account};
+use crate::openid4vp::{self, RequestParams};
+use crate::policy::{Decision, Policies};
+use crate::sdjwt::{self, Expectations, TrustFailure, TrustSource};
 use crate::state::{FlowId, FlowState, Stage, StateError};
+use base64::Engine as _;
+use serde_json::{Value, json};
+use std::fmt;
 
-/// Outcome of the directory lookup (preliminary step, never shown to users).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AccountLookup {
-    /// The login belongs to a directory user.
-    Found,
-    /// No directory user signs in with the login.
-    NotFound,
+/// The outward reason of every failure: the user learns nothing beyond the helpdesk code.
+pub const FAILED: &str = "recovery-failed";
+
+/// A deployment ready to run flows: configuration and policies, both validated.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The configuration.
+    pub deployment: Deployment,
+    /// The policies.
+    pub policies: Policies,
 }
 
-/// What the host must do next.
-///
-/// Exhaustive on purpose: when a step is added, every host stops compiling until it handles
-/// it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl Loaded {
+    /// Parses and validates a configuration file and policy files; every problem is reported
+    /// as `file:line:col: message`.
+    pub fn load(config: (&str, &str), policies: &[(&str, &str)]) -> Result<Self, FlowError> {
+        let deployment = Deployment::parse(config.0, config.1).map_err(|e| FlowError::Config(e.to_string()))?;
+        let policies = Policies::load(policies).map_err(|problems| {
+            FlowError::Config(problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+        })?;
+        Ok(Self { deployment, policies })
+    }
+}
+
+/// What the host knows about the client.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Client {
+    /// ISO 3166-1 alpha-2 country of the request, if the host derived one.
+    pub country: Option<String>,
+    /// Recoveries the host saw started from this client's address in the attempt window.
+    pub recent_attempts: u32,
+}
+
+/// What the host must do next. Exhaustive on purpose: a new step breaks every host until
+/// it handles it.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Step {
-    /// See [`AccountLookup`].
-    AccountLookup(AccountLookup),
+    /// Show this OpenID4VP request (redirect same-device, QR code cross-device).
+    PresentRequest {
+        /// The request URL.
+        url: String,
+        /// Its nonce.
+        nonce: String,
+    },
+    /// Take a selfie and resume with its reference.
+    CaptureSelfie,
+    /// Access restored: show the pass once.
+    Completed {
+        /// The secret.
+        secret: String,
+        /// When the host starts refusing it.
+        expires_at: u64,
+        /// Whether it dies at first use.
+        one_time: bool,
+    },
+    /// Evaluation mode: the flow ran for real and issued nothing.
+    EvaluationCompleted {
+        /// Whether a pass would have been issued.
+        would_issue: bool,
+        /// The reason code of the outcome.
+        reason: String,
+    },
+    /// The flow ended without restoring access.
+    Failed {
+        /// Always [`FAILED`].
+        reason: &'static str,
+        /// The code the user quotes to the helpdesk.
+        helpdesk_ref: String,
+    },
+}
+
+impl fmt::Debug for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::PresentRequest { .. } => f.write_str("PresentRequest"),
+            Self::CaptureSelfie => f.write_str("CaptureSelfie"),
+            Self::Completed { expires_at, one_time, .. } => {
+                write!(f, "Completed {{ expires_at: {expires_at}, one_time: {one_time}, .. }}")
+            }
+            Self::EvaluationCompleted { would_issue, reason } => {
+                write!(f, "EvaluationCompleted {{ would_issue: {would_issue}, reason: {reason:?} }}")
+            }
+            Self::Failed { reason, helpdesk_ref } => write!(f, "Failed {{ {reason}, {helpdesk_ref} }}"),
+        }
+    }
+}
+
+/// What the host hands to [`resume`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// The body the wallet posted to the response URI.
+    Presentation(String),
+    /// The reference of the selfie the host captured.
+    Selfie(String),
+    /// The provider the user was sent to is unavailable.
+    ProviderUnavailable(String),
+    /// An ID token from an OIDC4IDA provider.
+    IdToken(String),
 }
 
 /// The new state blob and the next step.
@@ -38,7 +134,8 @@ pub struct Transition {
     pub step: Step,
 }
 
-/// Why a flow call produced no transition.
+/// Why a flow call produced no transition. The stored state stays valid: the host may
+/// retry with correct input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FlowError {
     /// The login was refused before any lookup.
@@ -47,136 +144,467 @@ pub enum FlowError {
     /// The state blob was refused.
     #[error("invalid state: {0}")]
     InvalidState(#[from] StateError),
+    /// The input does not fit the current step, or is malformed.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
     /// The host failed behind one of the environment traits.
     #[error("host failure: {0}")]
     Host(#[from] HostError),
+    /// The configuration or the policies are invalid.
+    #[error("invalid deployment: {0}")]
+    Config(String),
     /// The operation is not implemented yet.
     #[error("`{0}` is not implemented by this plugin build")]
     Unsupported(&'static str),
 }
 
-/// Reason code of `recovery-started` when the login belongs to a user.
-pub const REASON_USER_FOUND: &str = "user-found";
-/// Reason code of `recovery-started` when no user signs in with the login.
-pub const REASON_UNKNOWN_LOGIN: &str = "unknown-login";
+fn policy_error(e: String) -> FlowError {
+    FlowError::Config(format!("policy evaluation failed: {e}"))
+}
+
+fn audit(
+    env: &mut impl Environment,
+    state: &FlowState,
+    kind: AuditKind,
+    reason: &str,
+    helpdesk: bool,
+) -> Result<(), FlowError> {
+    let flow_id = state.flow_id();
+    env.record(&AuditEvent {
+        kind,
+        flow_id,
+        user_id: state.user_id.clone(),
+        reason: reason.to_owned(),
+        helpdesk_ref: helpdesk.then(|| flow_id.helpdesk_ref()),
+    })?;
+    Ok(())
+}
+
+/// Cedar entities for one user and the deployment.
+fn entities(user: &User, deployment: &Deployment, now: u64, unavailable: &[String]) -> Value {
+    let group = |id: &str| json!({ "uid": { "type": "Regain::Group", "id": id }, "attrs": {}, "parents": [] });
+    let mut list: Vec<Value> = user.groups.iter().map(|g| group(g)).collect();
+    let mut attrs = json!({
+        "enabled": user.enabled,
+        "privileged": user.privileged,
+        "has_signed_in": user.last_sign_in.is_some(),
+    });
+    if let Some(country) = &user.country {
+        attrs["country"] = json!(country);
+    }
+    if let Some(last) = user.last_sign_in {
+        attrs["days_since_sign_in"] = json!(now.saturating_sub(last) / 86_400);
+    }
+    let parents: Vec<Value> = user.groups.iter().map(|g| json!({ "type": "Regain::Group", "id": g })).collect();
+    list.push(json!({ "uid": { "type": "Regain::User", "id": user.id }, "attrs": attrs, "parents": parents }));
+    list.push(json!({
+        "uid": { "type": "Regain::Deployment", "id": "default" },
+        "attrs": {
+            "scope": { "__entity": { "type": "Regain::Group", "id": deployment.scope_group } },
+            "tap_scope": { "__entity": { "type": "Regain::Group", "id": deployment.tap_scope() } },
+            "evaluation": deployment.mode == Mode::Evaluation,
+        },
+        "parents": [],
+    }));
+    for idv in &deployment.idvs {
+        list.push(json!({
+            "uid": { "type": "Regain::Idv", "id": idv.id },
+            "attrs": {
+                "countries": idv.countries,
+                "priority": idv.priority,
+                "available": idv.available && !unavailable.contains(&idv.id),
+                "mode": "openid4vp",
+            },
+            "parents": [],
+        }));
+    }
+    Value::Array(list)
+}
+
+fn ask(
+    loaded: &Loaded,
+    user: &User,
+    action: &str,
+    resource: (&str, &str),
+    context: Value,
+    now: u64,
+    unavailable: &[String],
+) -> Result<Decision, FlowError> {
+    let entities = entities(user, &loaded.deployment, now, unavailable);
+    loaded.policies.decide(("Regain::User", &user.id), action, resource, context, entities).map_err(policy_error)
+}
+
+/// The provider to send the user to: the first in priority order that policy permits. A
+/// doomed flow gets the first available one, so that it looks like any other.
+fn route(
+    loaded: &Loaded,
+    user: Option<&User>,
+    client: &Client,
+    now: u64,
+    unavailable: &[String],
+) -> Result<Option<String>, FlowError> {
+    let candidates: Vec<_> = loaded
+        .deployment
+        .idvs_by_priority()
+        .into_iter()
+        .filter(|idv| idv.available && !unavailable.contains(&idv.id))
+        .collect();
+    let Some(user) = user else { return Ok(candidates.first().map(|idv| idv.id.clone())) };
+    let country = user.country.clone().or_else(|| client.country.clone()).unwrap_or_default();
+    for idv in candidates {
+        let d = ask(loaded, user, "useIdv", ("Regain::Idv", &idv.id), json!({ "country": country }), now, unavailable)?;
+        if d.allowed {
+            return Ok(Some(idv.id.clone()));
+        }
+    }
+    Ok(None)
+}
+
+fn request_step(env: &mut impl Environment, loaded: &Loaded, state: &mut FlowState) -> Result<Step, FlowError> {
+    let d = &loaded.deployment;
+    let idv = d
+        .idvs
+        .iter()
+        .find(|i| i.id == state.idv)
+        .ok_or_else(|| FlowError::Config(format!("provider `{}` is not configured", state.idv)))?;
+    let mut claims = vec!["given_name", "family_name", d.face_check.portrait_claim.as_str()];
+    claims.extend(d.matching.bind.iter().map(|b| b.claim.as_str()));
+    let request = openid4vp::build_request(
+        env,
+        &RequestParams {
+            response_uri: &d.verifier.response_uri,
+            vcts: &idv.vct,
+            claims: &claims,
+            wallet: &d.verifier.wallet,
+        },
+    );
+    state.nonce = request.nonce.clone();
+    state.vp_state = request.state;
+    state.client_id = request.client_id;
+    Ok(Step::PresentRequest { url: request.url, nonce: request.nonce })
+}
+
+fn finish(mut state: FlowState, step: Step) -> Result<Transition, FlowError> {
+    if matches!(step, Step::Completed { .. } | Step::EvaluationCompleted { .. } | Step::Failed { .. }) {
+        state.stage = Stage::Done;
+        state.portrait = None;
+    }
+    Ok(Transition { state: state.encode()?, step })
+}
+
+/// Ends the flow without access: the generic failure, or in evaluation mode the outcome.
+fn fail(loaded: &Loaded, state: FlowState, reason: &str) -> Result<Transition, FlowError> {
+    let step = match loaded.deployment.mode {
+        Mode::Evaluation => Step::EvaluationCompleted { would_issue: false, reason: reason.to_owned() },
+        Mode::Production => Step::Failed { reason: FAILED, helpdesk_ref: state.flow_id().helpdesk_ref() },
+    };
+    finish(state, step)
+}
 
 /// Starts a recovery for the login typed by the user.
-pub fn start(env: &mut impl Environment, login: &str) -> Result<Transition, FlowError> {
+pub fn start(
+    env: &mut impl Environment,
+    loaded: &Loaded,
+    login: &str,
+    client: &Client,
+) -> Result<Transition, FlowError> {
     let login = Login::parse(login)?;
     let flow_id = FlowId::random(env);
-    let started_at = env.now_unix();
+    let now = env.now_unix();
+    let d = &loaded.deployment;
     let user = env.find_user_by_login(&login)?;
-    let user_id = user.map(|u| u.id);
-    let (lookup, reason) = match user_id {
-        Some(_) => (AccountLookup::Found, REASON_USER_FOUND),
-        None => (AccountLookup::NotFound, REASON_UNKNOWN_LOGIN),
+
+    let (doomed, reason) = match &user {
+        None => (Some("unknown-login"), "unknown-login".to_owned()),
+        Some(u) => {
+            let window = u64::from(d.limits.attempt_window_hours) * 3600;
+            let attempts = env.count_recent(AuditKind::RecoveryStarted, &u.id, window)?;
+            let recovered = env.count_recent(AuditKind::RecoveryCompleted, &u.id, 86_400)? > 0;
+            let context = json!({
+                "attempts_in_window": attempts,
+                "attempts_from_address": client.recent_attempts,
+                "recovered_in_last_day": recovered,
+            });
+            let decision = ask(loaded, u, "startRecovery", ("Regain::Deployment", "default"), context, now, &[])?;
+            if decision.allowed {
+                (None, "ok".to_owned())
+            } else if decision.determining.is_empty() {
+                (Some("not-eligible"), "not-eligible".to_owned())
+            } else {
+                (Some("not-eligible"), format!("not-eligible:{}", decision.determining.join(",")))
+            }
+        }
     };
-    env.record(&AuditEvent {
-        kind: AuditKind::RecoveryStarted,
-        flow_id,
-        user_id: user_id.clone(),
-        reason,
-        helpdesk_ref: None,
-    })?;
-    let state = FlowState { flow_id, started_at, stage: Stage::AccountLookedUp, user_id }.encode()?;
-    Ok(Transition { state, step: Step::AccountLookup(lookup) })
+
+    let mut state = FlowState {
+        flow: flow_id.to_string(),
+        started_at: now,
+        stage: Stage::AwaitingPresentation,
+        login: login.as_str().to_owned(),
+        user_id: user.as_ref().map(|u| u.id.clone()),
+        doomed: doomed.map(str::to_owned),
+        idv: String::new(),
+        unavailable: Vec::new(),
+        nonce: String::new(),
+        vp_state: String::new(),
+        client_id: String::new(),
+        portrait: None,
+        match_reason: None,
+        holder_bound: false,
+        issuer: None,
+        vct: None,
+    };
+    audit(env, &state, AuditKind::RecoveryStarted, &reason, false)?;
+
+    let routed = route(loaded, if doomed.is_some() { None } else { user.as_ref() }, client, now, &[])?;
+    let idv = match routed {
+        Some(idv) => idv,
+        None => {
+            // No provider for this user: doomed, but it still looks like everyone else.
+            state.doomed = Some("no-idv-available".into());
+            d.idvs_by_priority().first().map(|idv| idv.id.clone()).unwrap_or_default()
+        }
+    };
+    state.idv = idv.clone();
+    let step = request_step(env, loaded, &mut state)?;
+    let detail = state.doomed.clone().unwrap_or_else(|| format!("idv:{idv}"));
+    audit(env, &state, AuditKind::IssuanceStarted, &detail, false)?;
+    finish(state, step)
 }
 
 /// Continues a flow from its stored state.
-pub fn resume(_env: &mut impl Environment, state: &[u8]) -> Result<Transition, FlowError> {
-    let _state = FlowState::decode(state)?;
-    Err(FlowError::Unsupported("flow.resume"))
+pub fn resume(env: &mut impl Environment, loaded: &Loaded, blob: &[u8], input: Input) -> Result<Transition, FlowError> {
+    let state = FlowState::decode(blob)?;
+    match (state.stage, input) {
+        (Stage::Done, _) => Err(FlowError::InvalidInput("the flow has already ended".into())),
+        (_, Input::IdToken(_)) => Err(FlowError::Unsupported("OIDC4IDA results")),
+        (Stage::AwaitingPresentation, Input::ProviderUnavailable(id)) => reroute(env, loaded, state, id),
+        (Stage::AwaitingPresentation, Input::Presentation(body)) => on_presentation(env, loaded, state, &body),
+        (Stage::AwaitingSelfie, Input::Selfie(selfie)) => on_selfie(env, loaded, state, &selfie),
+        (Stage::AwaitingPresentation, _) => Err(FlowError::InvalidInput("a presentation is expected".into())),
+        (Stage::AwaitingSelfie, _) => Err(FlowError::InvalidInput("a selfie is expected".into())),
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::env::{Audit, Clock, Directory, Entropy, User};
-
-    #[derive(Default)]
-    struct Memory {
-        users: Vec<User>,
-        audit: Vec<AuditEvent>,
-        directory_down: bool,
+fn reroute(
+    env: &mut impl Environment,
+    loaded: &Loaded,
+    mut state: FlowState,
+    id: String,
+) -> Result<Transition, FlowError> {
+    if id != state.idv {
+        return Err(FlowError::InvalidInput(format!("the flow was not sent to provider `{id}`")));
     }
-
-    impl Clock for Memory {
-        fn now_unix(&self) -> u64 {
-            1_790_000_000
+    state.unavailable.push(id);
+    let now = env.now_unix();
+    let user = match (&state.doomed, &state.user_id) {
+        (None, Some(_)) => env.find_user_by_login(&Login::parse(&state.login)?)?,
+        _ => None,
+    };
+    match route(loaded, user.as_ref(), &Client::default(), now, &state.unavailable)? {
+        Some(next) => {
+            state.idv = next.clone();
+            let step = request_step(env, loaded, &mut state)?;
+            audit(env, &state, AuditKind::IssuanceStarted, &format!("fallback:{next}"), false)?;
+            finish(state, step)
+        }
+        None => {
+            audit(env, &state, AuditKind::RecoveryFailed, "no-idv-available", true)?;
+            fail(loaded, state, "no-idv-available")
         }
     }
+}
 
-    impl Entropy for Memory {
-        fn fill(&mut self, out: &mut [u8]) {
-            out.fill(0x42);
+/// Only the routed provider's issuer is trusted for this flow.
+struct Scoped<'a, E> {
+    env: &'a mut E,
+    issuer: &'a str,
+}
+
+impl<E: Environment> TrustSource for Scoped<'_, E> {
+    fn issuer_keys(&mut self, issuer: &str) -> Result<String, TrustFailure> {
+        if issuer == self.issuer { self.env.issuer_keys(issuer) } else { Err(TrustFailure::UnknownIssuer) }
+    }
+
+    fn status_list_token(&mut self, uri: &str) -> Result<String, TrustFailure> {
+        self.env.status_list_token(uri)
+    }
+}
+
+impl<E: Environment> SignatureVerifier for Scoped<'_, E> {
+    fn verify(&self, alg: Alg, key: &PublicKey, message: &[u8], signature: &[u8]) -> Result<bool, String> {
+        self.env.verify(alg, key, message, signature)
+    }
+}
+
+fn on_presentation(
+    env: &mut impl Environment,
+    loaded: &Loaded,
+    mut state: FlowState,
+    body: &str,
+) -> Result<Transition, FlowError> {
+    // A malformed post or a foreign `state` leaves the flow as it was: anyone can post.
+    let presentation =
+        openid4vp::parse_direct_post(body, &state.vp_state).map_err(|e| FlowError::InvalidInput(e.to_string()))?;
+    let d = &loaded.deployment;
+    let idv = d
+        .idvs
+        .iter()
+        .find(|i| i.id == state.idv)
+        .ok_or_else(|| FlowError::Config(format!("provider `{}` is not configured", state.idv)))?;
+    let now = env.now_unix();
+    let expect = Expectations {
+        nonce: &state.nonce,
+        audience: &state.client_id,
+        vcts: &idv.vct,
+        algs: &[Alg::Es256, Alg::EdDsa],
+        now,
+        skew: d.verifier.clock_skew_seconds,
+        kb_max_age: d.verifier.key_binding_max_age_seconds,
+        holder_binding: true,
+        require_status: d.verifier.require_status,
+        require_expiry: true,
+    };
+    let verified = sdjwt::verify_with(&presentation, &expect, &mut Scoped { env: &mut *env, issuer: &idv.issuer });
+    let vc = match verified {
+        Ok(vc) => vc,
+        Err(rejection) => {
+            audit(env, &state, AuditKind::DocumentFailed, rejection.code(), true)?;
+            return fail(loaded, state, rejection.code());
         }
+    };
+    audit(env, &state, AuditKind::IssuanceCompleted, "ok", false)?;
+    audit(env, &state, AuditKind::PresentationCompleted, "ok", false)?;
+    if let Some(doomed) = state.doomed.clone() {
+        audit(env, &state, AuditKind::RecoveryFailed, &doomed, true)?;
+        return fail(loaded, state, &doomed);
     }
 
-    impl Directory for Memory {
-        fn find_user_by_login(&mut self, login: &Login) -> Result<Option<User>, HostError> {
-            if self.directory_down {
-                return Err(HostError("directory timed out".into()));
-            }
-            Ok(self.users.iter().find(|u| u.login == login.as_str()).cloned())
+    let Some(user) = env.find_user_by_login(&Login::parse(&state.login)?)? else {
+        audit(env, &state, AuditKind::RecoveryFailed, "user-gone", true)?;
+        return fail(loaded, state, "user-gone");
+    };
+    let same_name = match (&user.given_name, &user.family_name) {
+        (Some(g), Some(f)) => env.count_users_by_name(g, f)?,
+        _ => 0,
+    };
+    let bindings: Vec<Binding> = d.matching.bind.iter().map(Binding::from).collect();
+    let matched = match_account(&MatchInput {
+        claims: &vc.claims,
+        user: &user,
+        same_name_users: same_name,
+        bindings: &bindings,
+        level: d.matching.level.into(),
+    });
+    if !matched.matched {
+        audit(env, &state, AuditKind::AccountNotMatched, matched.reason, true)?;
+        return fail(loaded, state, matched.reason);
+    }
+    audit(env, &state, AuditKind::AccountMatched, matched.reason, false)?;
+
+    let Some(portrait) = vc.claims.get(&d.face_check.portrait_claim).and_then(Value::as_str) else {
+        audit(env, &state, AuditKind::DocumentFailed, "portrait-missing", true)?;
+        return fail(loaded, state, "portrait-missing");
+    };
+    state.portrait = Some(portrait.to_owned());
+    state.match_reason = Some(matched.reason.to_owned());
+    state.holder_bound = vc.holder_bound;
+    state.issuer = Some(vc.issuer);
+    state.vct = Some(vc.vct);
+    state.stage = Stage::AwaitingSelfie;
+    finish(state, Step::CaptureSelfie)
+}
+
+/// Decodes a portrait claim: base64 or base64url, optionally as a `data:` URL.
+fn decode_portrait(text: &str) -> Option<Vec<u8>> {
+    let data = text.split_once(";base64,").map_or(text, |(_, data)| data).trim();
+    let data = data.trim_end_matches('=');
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(data)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(data))
+        .ok()
+}
+
+/// The pass the permitting policies ask for: shortest lifetime, longest cooldown, one-time if
+/// any says so; clamped to the operator's bounds.
+fn pass_from(loaded: &Loaded, decision: &Decision) -> (u32, bool, u32) {
+    let bounds = &loaded.deployment.tap;
+    let number = |id: &str, key: &str| loaded.policies.annotation(id, key).and_then(|v| v.parse::<u32>().ok());
+    let lifetime = decision.determining.iter().filter_map(|id| number(id, "lifetime_minutes")).min();
+    let cooldown = decision.determining.iter().filter_map(|id| number(id, "cooldown_minutes")).max().unwrap_or(0);
+    let one_time = decision.determining.iter().all(|id| loaded.policies.annotation(id, "one_time") != Some("false"));
+    let lifetime =
+        lifetime.unwrap_or(bounds.min_lifetime_minutes).clamp(bounds.min_lifetime_minutes, bounds.max_lifetime_minutes);
+    (lifetime, one_time, cooldown)
+}
+
+fn on_selfie(
+    env: &mut impl Environment,
+    loaded: &Loaded,
+    mut state: FlowState,
+    selfie: &str,
+) -> Result<Transition, FlowError> {
+    let d = &loaded.deployment;
+    let Some(portrait) = state.portrait.as_deref().and_then(decode_portrait) else {
+        audit(env, &state, AuditKind::DocumentFailed, "portrait-undecodable", true)?;
+        return fail(loaded, state, "portrait-undecodable");
+    };
+    let face = match env.compare(&portrait, selfie) {
+        Ok(face) => face,
+        Err(code) => {
+            audit(env, &state, AuditKind::FaceCheckFailed, code, true)?;
+            return fail(loaded, state, code);
         }
+    };
+    state.portrait = None;
+    if !face.live || face.score < d.face_check.threshold {
+        let code = if face.live { "face-below-threshold" } else { "face-not-live" };
+        audit(env, &state, AuditKind::FaceCheckFailed, code, true)?;
+        return fail(loaded, state, code);
     }
 
-    impl Audit for Memory {
-        fn record(&mut self, event: &AuditEvent) -> Result<(), HostError> {
-            self.audit.push(event.clone());
-            Ok(())
-        }
+    let now = env.now_unix();
+    let user = env.find_user_by_login(&Login::parse(&state.login)?)?;
+    let Some(user) = user.filter(|u| Some(&u.id) == state.user_id.as_ref()) else {
+        audit(env, &state, AuditKind::RecoveryFailed, "user-gone", true)?;
+        return fail(loaded, state, "user-gone");
+    };
+    let context = json!({
+        "match_reason": state.match_reason.clone().unwrap_or_default(),
+        "face_score": face.score,
+        "live": face.live,
+        "holder_bound": state.holder_bound,
+        "issuer": state.issuer.clone().unwrap_or_default(),
+        "vct": state.vct.clone().unwrap_or_default(),
+    });
+    let decision = ask(loaded, &user, "issueTap", ("Regain::Deployment", "default"), context, now, &[])?;
+    if !decision.allowed {
+        let reason = format!("policy-denied:{}", decision.determining.join(","));
+        audit(env, &state, AuditKind::RecoveryFailed, &reason, true)?;
+        return fail(loaded, state, "policy-denied");
     }
+    let (lifetime_minutes, one_time, cooldown_minutes) = pass_from(loaded, &decision);
 
-    fn with_ana() -> Memory {
-        Memory {
-            users: vec![User { id: "u-ana".into(), login: "ana@example.org".into(), ..User::default() }],
-            ..Memory::default()
-        }
+    if d.mode == Mode::Evaluation {
+        audit(env, &state, AuditKind::EvaluationCompleted, "would-issue", false)?;
+        return finish(state, Step::EvaluationCompleted { would_issue: true, reason: "would-issue".into() });
     }
-
-    #[test]
-    fn known_login_is_found_and_audited() {
-        let mut env = with_ana();
-        let t = start(&mut env, " ana@example.org ").unwrap();
-        assert_eq!(t.step, Step::AccountLookup(AccountLookup::Found));
-        let state = FlowState::decode(&t.state).unwrap();
-        assert_eq!(state.user_id.as_deref(), Some("u-ana"));
-        assert_eq!(state.started_at, 1_790_000_000);
-        assert_eq!(env.audit.len(), 1);
-        assert_eq!(env.audit[0].kind, AuditKind::RecoveryStarted);
-        assert_eq!(env.audit[0].reason, REASON_USER_FOUND);
-        assert_eq!(env.audit[0].flow_id, state.flow_id);
+    let pass = env.issue_tap(&TapRequest {
+        user_id: user.id.clone(),
+        lifetime_seconds: lifetime_minutes.saturating_mul(60),
+        one_time,
+        length: d.tap.length,
+        not_before_seconds: cooldown_minutes.saturating_mul(60),
+    })?;
+    env.require_registration(&user.id)?;
+    let deployment = ("Regain::Deployment", "default");
+    if ask(loaded, &user, "revokeMethods", deployment, json!({}), now, &[])?.allowed {
+        env.revoke_methods(&user.id)?;
     }
-
-    #[test]
-    fn unknown_login_is_not_found_and_audited() {
-        let mut env = with_ana();
-        let t = start(&mut env, "bob@example.org").unwrap();
-        assert_eq!(t.step, Step::AccountLookup(AccountLookup::NotFound));
-        assert_eq!(env.audit[0].reason, REASON_UNKNOWN_LOGIN);
-        assert_eq!(env.audit[0].user_id, None);
+    if ask(loaded, &user, "revokeSessions", deployment, json!({}), now, &[])?.allowed {
+        env.revoke_sessions(&user.id)?;
     }
-
-    #[test]
-    fn invalid_login_touches_nothing() {
-        let mut env = with_ana();
-        assert_eq!(start(&mut env, "  "), Err(FlowError::InvalidLogin(InvalidLogin::Empty)));
-        assert!(env.audit.is_empty());
-    }
-
-    #[test]
-    fn directory_failure_stops_the_flow_without_audit() {
-        let mut env = Memory { directory_down: true, ..with_ana() };
-        assert!(matches!(start(&mut env, "ana@example.org"), Err(FlowError::Host(_))));
-        assert!(env.audit.is_empty());
-    }
-
-    #[test]
-    fn resume_checks_state_then_reports_unsupported() {
-        let mut env = with_ana();
-        let t = start(&mut env, "ana@example.org").unwrap();
-        assert_eq!(resume(&mut env, &t.state), Err(FlowError::Unsupported("flow.resume")));
-        assert_eq!(resume(&mut env, b"garbage"), Err(FlowError::InvalidState(StateError::NotAState)));
-    }
+    audit(env, &state, AuditKind::RecoveryCompleted, "ok", false)?;
+    env.notify_access_restored(&user.id)?;
+    finish(state, Step::Completed { secret: pass.secret, expires_at: pass.expires_at, one_time })
 }

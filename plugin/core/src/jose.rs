@@ -251,7 +251,7 @@ impl<'a> Jws<'a> {
 
     /// Verifies the signature with the first key that fits: the key whose `kid` equals the
     /// header's, or, when the header has no `kid`, any key of the algorithm's type.
-    pub fn verify_with(&self, keys: &[Jwk], verifier: &dyn SignatureVerifier) -> Result<(), JwsError> {
+    pub fn verify_with<V: SignatureVerifier + ?Sized>(&self, keys: &[Jwk], verifier: &V) -> Result<(), JwsError> {
         let kid = self.header.get("kid").and_then(Value::as_str);
         let mut candidates = keys
             .iter()
@@ -271,7 +271,7 @@ impl<'a> Jws<'a> {
     }
 
     /// Verifies the signature with one key.
-    pub fn verify_key(&self, key: &PublicKey, verifier: &dyn SignatureVerifier) -> Result<bool, JwsError> {
+    pub fn verify_key<V: SignatureVerifier + ?Sized>(&self, key: &PublicKey, verifier: &V) -> Result<bool, JwsError> {
         if !key.fits(self.alg) {
             return Err(JwsError::NoKey);
         }

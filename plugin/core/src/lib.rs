@@ -15,6 +15,6 @@ pub mod state;
 pub mod status;
 
 pub use env::{AuditEvent, AuditKind, Clock, Directory, Entropy, Environment, User};
-pub use flow::{AccountLookup, FlowError, Step, Transition};
+pub use flow::{Client, FlowError, Input, Loaded, Step, Transition};
 pub use login::{InvalidLogin, Login, MAX_LOGIN_BYTES};
 pub use state::{FlowId, FlowState, StateError};

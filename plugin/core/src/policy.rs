@@ -5,8 +5,8 @@
 //! so it ships with the code that computes them. Policies come from the deployment.
 
 use cedar_policy::{
-    Authorizer, Context, Decision as CedarDecision, Entities, EntityUid, PolicyId, PolicySet, Request, Schema,
-    ValidationMode, Validator,
+    Authorizer, Context, Decision as CedarDecision, Entities, EntityId, EntityTypeName, EntityUid, PolicyId, PolicySet,
+    Request, Schema, ValidationMode, Validator,
 };
 use serde_json::Value;
 use std::str::FromStr as _;
@@ -196,16 +196,21 @@ impl Policies {
 
     /// Asks whether `principal` may do `action` on `resource` given `entities` (JSON, in
     /// Cedar's entity format) and `context`. Malformed facts are an error, never a permit.
+    /// Entities are named `(type, id)`, e.g. `("Regain::User", "u-1")`; actions by name.
     pub fn decide(
         &self,
-        principal: &str,
+        principal: (&str, &str),
         action: &str,
-        resource: &str,
+        resource: (&str, &str),
         context: Value,
         entities: Value,
     ) -> Result<Decision, String> {
-        let uid = |text: &str| EntityUid::from_str(text).map_err(|e| format!("bad entity id `{text}`: {e}"));
-        let (principal, action, resource) = (uid(principal)?, uid(action)?, uid(resource)?);
+        let uid = |(kind, id): (&str, &str)| {
+            EntityTypeName::from_str(kind)
+                .map(|kind| EntityUid::from_type_name_and_id(kind, EntityId::new(id)))
+                .map_err(|e| format!("bad entity type `{kind}`: {e}"))
+        };
+        let (principal, action, resource) = (uid(principal)?, uid(("Regain::Action", action))?, uid(resource)?);
         let context = Context::from_json_value(context, Some((&self.schema, &action)))
             .map_err(|e| format!("bad context for {action}: {e}"))?;
         let entities =
@@ -273,9 +278,9 @@ mod tests {
         let context = json!({ "attempts_in_window": 0, "attempts_from_address": 0, "recovered_in_last_day": false });
         let d = policies
             .decide(
-                "Regain::User::\"u-1\"",
-                "Regain::Action::\"startRecovery\"",
-                "Regain::Deployment::\"default\"",
+                ("Regain::User", "u-1"),
+                "startRecovery",
+                ("Regain::Deployment", "default"),
                 context,
                 entities.clone(),
             )
@@ -286,9 +291,9 @@ mod tests {
         let context = json!({ "attempts_in_window": 5, "attempts_from_address": 0, "recovered_in_last_day": false });
         let d = policies
             .decide(
-                "Regain::User::\"u-1\"",
-                "Regain::Action::\"startRecovery\"",
-                "Regain::Deployment::\"default\"",
+                ("Regain::User", "u-1"),
+                "startRecovery",
+                ("Regain::Deployment", "default"),
                 context,
                 entities.clone(),
             )
@@ -297,9 +302,9 @@ mod tests {
         assert_eq!(d.determining, vec!["eligibility-attempt-limit"]);
 
         let bad = policies.decide(
-            "Regain::User::\"u-1\"",
-            "Regain::Action::\"startRecovery\"",
-            "Regain::Deployment::\"default\"",
+            ("Regain::User", "u-1"),
+            "startRecovery",
+            ("Regain::Deployment", "default"),
             json!({ "attempts_in_window": "many" }),
             entities,
         );

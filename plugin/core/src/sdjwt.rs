@@ -219,6 +219,35 @@ pub trait TrustSource {
     fn status_list_token(&mut self, uri: &str) -> Result<String, TrustFailure>;
 }
 
+/// Trust material and a signature verifier together, as the verification needs both.
+pub trait Verification: TrustSource + SignatureVerifier {}
+
+impl<T: TrustSource + SignatureVerifier + ?Sized> Verification for T {}
+
+/// A trust source and a verifier given separately.
+pub struct Parts<'a> {
+    /// Trust material.
+    pub trust: &'a mut dyn TrustSource,
+    /// The signature verifier.
+    pub verifier: &'a dyn SignatureVerifier,
+}
+
+impl TrustSource for Parts<'_> {
+    fn issuer_keys(&mut self, issuer: &str) -> Result<String, TrustFailure> {
+        self.trust.issuer_keys(issuer)
+    }
+
+    fn status_list_token(&mut self, uri: &str) -> Result<String, TrustFailure> {
+        self.trust.status_list_token(uri)
+    }
+}
+
+impl SignatureVerifier for Parts<'_> {
+    fn verify(&self, alg: Alg, key: &jose::PublicKey, message: &[u8], signature: &[u8]) -> Result<bool, String> {
+        self.verifier.verify(alg, key, message, signature)
+    }
+}
+
 /// What the verifier demands of a presentation.
 #[derive(Debug, Clone)]
 pub struct Expectations<'a> {
@@ -320,8 +349,17 @@ pub fn verify(
     trust: &mut dyn TrustSource,
     verifier: &dyn SignatureVerifier,
 ) -> Result<VerifiedCredential, Rejection> {
-    let (sd, keys) = verify_inner(presentation, "dc+sd-jwt", expect, trust, verifier)?;
-    let status = check_status(&sd.claims, &keys, expect, trust, verifier)?;
+    verify_with(presentation, expect, &mut Parts { trust, verifier })
+}
+
+/// [`verify`], with trust material and verifier from one value.
+pub fn verify_with<V: Verification + ?Sized>(
+    presentation: &str,
+    expect: &Expectations<'_>,
+    env: &mut V,
+) -> Result<VerifiedCredential, Rejection> {
+    let (sd, keys) = verify_inner(presentation, "dc+sd-jwt", expect, env)?;
+    let status = check_status(&sd.claims, &keys, expect, env)?;
     let vct = string_claim(&sd.claims, "vct")?.to_owned();
     Ok(VerifiedCredential { issuer: sd.issuer, vct, claims: sd.claims, holder_bound: sd.holder_bound, status })
 }
@@ -335,15 +373,14 @@ pub fn verify_sd_jwt(
     trust: &mut dyn TrustSource,
     verifier: &dyn SignatureVerifier,
 ) -> Result<VerifiedSdJwt, Rejection> {
-    verify_inner(presentation, typ, expect, trust, verifier).map(|(sd, _)| sd)
+    verify_inner(presentation, typ, expect, &mut Parts { trust, verifier }).map(|(sd, _)| sd)
 }
 
-fn verify_inner(
+fn verify_inner<V: Verification + ?Sized>(
     presentation: &str,
     typ: &str,
     expect: &Expectations<'_>,
-    trust: &mut dyn TrustSource,
-    verifier: &dyn SignatureVerifier,
+    env: &mut V,
 ) -> Result<(VerifiedSdJwt, Vec<Jwk>), Rejection> {
     if presentation.len() > MAX_PRESENTATION_BYTES {
         return Err(Rejection::TooLarge);
@@ -365,8 +402,8 @@ fn verify_inner(
         return Err(Rejection::TypInvalid);
     }
     let issuer = string_claim(&jws.claims, "iss")?.to_owned();
-    let keys = issuer_keys(trust, &issuer)?;
-    jws.verify_with(&keys, verifier).map_err(jws_rejection)?;
+    let keys = issuer_keys(env, &issuer)?;
+    jws.verify_with(&keys, &*env).map_err(jws_rejection)?;
 
     if typ == "dc+sd-jwt" {
         let vct = string_claim(&jws.claims, "vct")?;
@@ -391,13 +428,13 @@ fn verify_inner(
         }
         false
     } else {
-        verify_key_binding(kb_jwt, sd_jwt, &jws.claims, expect, verifier)?;
+        verify_key_binding(kb_jwt, sd_jwt, &jws.claims, expect, &*env)?;
         true
     };
     Ok((VerifiedSdJwt { issuer, claims, holder_bound }, keys))
 }
 
-fn issuer_keys(trust: &mut dyn TrustSource, issuer: &str) -> Result<Vec<Jwk>, Rejection> {
+fn issuer_keys<V: Verification + ?Sized>(trust: &mut V, issuer: &str) -> Result<Vec<Jwk>, Rejection> {
     let document = trust.issuer_keys(issuer).map_err(|e| match e {
         TrustFailure::UnknownIssuer => Rejection::IssuerUntrusted,
         TrustFailure::Unavailable(text) => Rejection::IssuerKeysUnavailable(text),
@@ -562,12 +599,12 @@ impl Unpacker {
     }
 }
 
-fn verify_key_binding(
+fn verify_key_binding<V: SignatureVerifier + ?Sized>(
     kb_jwt: &str,
     sd_jwt: &str,
     claims: &Map<String, Value>,
     expect: &Expectations<'_>,
-    verifier: &dyn SignatureVerifier,
+    verifier: &V,
 ) -> Result<(), Rejection> {
     let holder = claims
         .get("cnf")
@@ -616,12 +653,11 @@ fn verify_key_binding(
     }
 }
 
-fn check_status(
+fn check_status<V: Verification + ?Sized>(
     claims: &Map<String, Value>,
     issuer_keys: &[Jwk],
     expect: &Expectations<'_>,
-    trust: &mut dyn TrustSource,
-    verifier: &dyn SignatureVerifier,
+    env: &mut V,
 ) -> Result<StatusCheck, Rejection> {
     let Some(status) = claims.get("status") else {
         return if expect.require_status { Err(Rejection::StatusMissing) } else { Ok(StatusCheck::NotListed) };
@@ -631,7 +667,7 @@ fn check_status(
         reference.get("idx").and_then(Value::as_u64).ok_or(Rejection::MissingClaim("status.status_list.idx"))?;
     let uri = reference.get("uri").and_then(Value::as_str).ok_or(Rejection::MissingClaim("status.status_list.uri"))?;
 
-    let token = trust.status_list_token(uri).map_err(|e| Rejection::StatusUnavailable(e.to_string()))?;
+    let token = env.status_list_token(uri).map_err(|e| Rejection::StatusUnavailable(e.to_string()))?;
     if token.len() > MAX_STATUS_LIST_TOKEN_BYTES {
         return Err(Rejection::StatusListInvalid("token too large".into()));
     }
@@ -642,7 +678,7 @@ fn check_status(
     }
     // The list must be signed by the credential's own issuer: a configured IDV vouches for
     // the status of its own credentials, and no other key is trusted for it.
-    jws.verify_with(issuer_keys, verifier).map_err(|e| match e {
+    jws.verify_with(issuer_keys, &*env).map_err(|e| match e {
         JwsError::Verifier(v) => Rejection::VerifierFailed(v),
         other => invalid(&other.to_string()),
     })?;

@@ -1,29 +1,21 @@
 //! The state blob carried between the HTTP requests of one flow.
 //!
-//! Layout (version 1), all integers big-endian:
-//!
-//! | bytes | field |
-//! |---|---|
-//! | 4 | magic `RGN\0` |
-//! | 1 | version, `1` |
-//! | 16 | flow id |
-//! | 8 | start time, seconds since the Unix epoch |
-//! | 1 | stage |
-//! | 1 | `0` no user, `1` user id follows |
-//! | 2 + n | user id length and UTF-8 bytes, when present |
-//!
-//! The host stores the blob server-side and binds it to the browser session; the blob is
-//! parsed strictly (no trailing bytes, bounded size) so that a corrupted or foreign blob is
-//! refused with a clear error instead of being half-understood.
+//! Layout: the magic bytes `RGN\0`, a version byte (`2`), then the state as JSON. The host
+//! stores the blob server-side, bound to the browser session, and hands it back; it is parsed
+//! strictly (unknown fields refused, bounded size) so that a corrupted or foreign blob is
+//! refused with a clear error instead of being half-understood. The blob holds personal data
+//! (the login, the portrait while the selfie is taken): hosts store it like the rest of the
+//! session and delete it when the flow ends.
 
 use crate::env::Entropy;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 const MAGIC: [u8; 4] = *b"RGN\0";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
-/// Largest state blob accepted or produced, in bytes.
-pub const MAX_STATE_BYTES: usize = 16 * 1024;
+/// Largest state blob accepted or produced, in bytes (room for a portrait).
+pub const MAX_STATE_BYTES: usize = 320 * 1024;
 
 /// Identifier of one recovery attempt: 128 random bits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -41,6 +33,31 @@ impl FlowId {
     pub fn as_bytes(&self) -> &[u8; 16] {
         &self.0
     }
+
+    /// Parses the 32 hex digits of [`FlowId`]'s display form.
+    pub fn parse(hex: &str) -> Option<Self> {
+        if hex.len() != 32 {
+            return None;
+        }
+        let mut bytes = [0u8; 16];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
+        }
+        Some(Self(bytes))
+    }
+
+    /// The reference code the user quotes to the helpdesk: `RG-` and 8 characters of
+    /// Crockford base32 from the flow id (40 bits; the audit log maps it back).
+    pub fn helpdesk_ref(&self) -> String {
+        const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+        let mut bits = self.0.iter().take(5).fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+        let mut code = [b'0'; 8];
+        for slot in code.iter_mut().rev() {
+            *slot = ALPHABET.get((bits & 31) as usize).copied().unwrap_or(b'0');
+            bits >>= 5;
+        }
+        format!("RG-{}", String::from_utf8_lossy(&code))
+    }
 }
 
 impl fmt::Display for FlowId {
@@ -56,38 +73,53 @@ impl fmt::Debug for FlowId {
 }
 
 /// How far a flow has come.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Stage {
-    /// The login was looked up in the directory.
-    AccountLookedUp,
-}
-
-impl Stage {
-    fn code(self) -> u8 {
-        match self {
-            Self::AccountLookedUp => 1,
-        }
-    }
-
-    fn from_code(code: u8) -> Option<Self> {
-        match code {
-            1 => Some(Self::AccountLookedUp),
-            _ => None,
-        }
-    }
+    /// A presentation request is out; the wallet's response is awaited.
+    AwaitingPresentation,
+    /// The credential was verified and matched; the selfie is awaited.
+    AwaitingSelfie,
+    /// The flow ended; nothing more is accepted.
+    Done,
 }
 
 /// The decoded state of one flow.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FlowState {
-    /// The attempt.
-    pub flow_id: FlowId,
+    /// The attempt, as 32 hex digits.
+    pub flow: String,
     /// When it started, seconds since the Unix epoch.
     pub started_at: u64,
     /// How far it has come.
     pub stage: Stage,
+    /// The login as typed (normalised).
+    pub login: String,
     /// The directory user, when the login was found.
     pub user_id: Option<String>,
+    /// Why this flow cannot succeed, decided at the start and kept from the user.
+    pub doomed: Option<String>,
+    /// The provider the user was sent to.
+    pub idv: String,
+    /// Providers the host reported unavailable during this flow.
+    pub unavailable: Vec<String>,
+    /// The presentation request's nonce.
+    pub nonce: String,
+    /// The presentation request's `state`.
+    pub vp_state: String,
+    /// The client identifier, the expected key binding audience.
+    pub client_id: String,
+    /// The credential portrait, while the selfie is awaited.
+    pub portrait: Option<String>,
+    /// The account match reason code, once matched.
+    pub match_reason: Option<String>,
+    /// Whether the presentation was holder-bound.
+    pub holder_bound: bool,
+    /// The credential's issuer, once verified.
+    pub issuer: Option<String>,
+    /// The credential's type, once verified.
+    pub vct: Option<String>,
 }
 
 /// Why a state blob was refused.
@@ -99,15 +131,9 @@ pub enum StateError {
     /// The blob was written by another version of the plugin.
     #[error("state has version {0}, this plugin reads version {VERSION}")]
     UnsupportedVersion(u8),
-    /// The blob ends before its last field.
-    #[error("state is truncated")]
-    Truncated,
-    /// The blob has bytes after its last field.
-    #[error("state has {0} unexpected trailing bytes")]
-    TrailingBytes(usize),
-    /// A field holds a value no plugin writes.
-    #[error("state field `{0}` is invalid")]
-    InvalidField(&'static str),
+    /// The blob's body is not a valid state.
+    #[error("state is malformed: {0}")]
+    Malformed(String),
     /// The blob is larger than [`MAX_STATE_BYTES`].
     #[error("state is larger than {MAX_STATE_BYTES} bytes")]
     TooLarge,
@@ -116,21 +142,10 @@ pub enum StateError {
 impl FlowState {
     /// Serialises the state.
     pub fn encode(&self) -> Result<Vec<u8>, StateError> {
-        let mut out = Vec::with_capacity(64);
+        let mut out = Vec::with_capacity(512);
         out.extend_from_slice(&MAGIC);
         out.push(VERSION);
-        out.extend_from_slice(self.flow_id.as_bytes());
-        out.extend_from_slice(&self.started_at.to_be_bytes());
-        out.push(self.stage.code());
-        match &self.user_id {
-            None => out.push(0),
-            Some(id) => {
-                out.push(1);
-                let len = u16::try_from(id.len()).map_err(|_| StateError::TooLarge)?;
-                out.extend_from_slice(&len.to_be_bytes());
-                out.extend_from_slice(id.as_bytes());
-            }
-        }
+        serde_json::to_writer(&mut out, self).map_err(|e| StateError::Malformed(e.to_string()))?;
         if out.len() > MAX_STATE_BYTES {
             return Err(StateError::TooLarge);
         }
@@ -142,50 +157,26 @@ impl FlowState {
         if blob.len() > MAX_STATE_BYTES {
             return Err(StateError::TooLarge);
         }
-        let mut r = Reader(blob);
-        if r.take::<4>().map_err(|_| StateError::NotAState)? != MAGIC {
+        let (magic, rest) = blob.split_first_chunk::<4>().ok_or(StateError::NotAState)?;
+        if *magic != MAGIC {
             return Err(StateError::NotAState);
         }
-        let [version] = r.take::<1>()?;
+        let (&version, body) = rest.split_first().ok_or(StateError::NotAState)?;
         if version != VERSION {
             return Err(StateError::UnsupportedVersion(version));
         }
-        let flow_id = FlowId(r.take::<16>()?);
-        let started_at = u64::from_be_bytes(r.take::<8>()?);
-        let [stage] = r.take::<1>()?;
-        let stage = Stage::from_code(stage).ok_or(StateError::InvalidField("stage"))?;
-        let user_id = match r.take::<1>()? {
-            [0] => None,
-            [1] => {
-                let len = usize::from(u16::from_be_bytes(r.take::<2>()?));
-                let bytes = r.take_slice(len)?;
-                let id = std::str::from_utf8(bytes).map_err(|_| StateError::InvalidField("user id"))?;
-                Some(id.to_owned())
-            }
-            _ => return Err(StateError::InvalidField("user presence")),
-        };
-        if !r.0.is_empty() {
-            return Err(StateError::TrailingBytes(r.0.len()));
+        // Strict parse first (duplicates refused), then the typed view (unknown fields refused).
+        let value = crate::json::parse(body).map_err(|e| StateError::Malformed(e.to_string()))?;
+        let state: Self = serde_json::from_value(value).map_err(|e| StateError::Malformed(e.to_string()))?;
+        if FlowId::parse(&state.flow).is_none() {
+            return Err(StateError::Malformed("flow id is not 32 hex digits".into()));
         }
-        Ok(Self { flow_id, started_at, stage, user_id })
-    }
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take_slice(&mut self, n: usize) -> Result<&'a [u8], StateError> {
-        if self.0.len() < n {
-            return Err(StateError::Truncated);
-        }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Ok(head)
+        Ok(state)
     }
 
-    fn take<const N: usize>(&mut self) -> Result<[u8; N], StateError> {
-        let slice = self.take_slice(N)?;
-        <[u8; N]>::try_from(slice).map_err(|_| StateError::Truncated)
+    /// The flow id.
+    pub fn flow_id(&self) -> FlowId {
+        FlowId::parse(&self.flow).unwrap_or(FlowId([0; 16]))
     }
 }
 
@@ -193,54 +184,59 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
 
-    fn sample(user_id: Option<&str>) -> FlowState {
+    fn sample() -> FlowState {
         FlowState {
-            flow_id: FlowId([7; 16]),
+            flow: FlowId([7; 16]).to_string(),
             started_at: 1_790_000_000,
-            stage: Stage::AccountLookedUp,
-            user_id: user_id.map(str::to_owned),
+            stage: Stage::AwaitingPresentation,
+            login: "ana@example.org".into(),
+            user_id: Some("u-1".into()),
+            doomed: None,
+            idv: "dev-idv".into(),
+            unavailable: vec![],
+            nonce: "n".into(),
+            vp_state: "s".into(),
+            client_id: "redirect_uri:https://r".into(),
+            portrait: None,
+            match_reason: None,
+            holder_bound: false,
+            issuer: None,
+            vct: None,
         }
     }
 
     #[test]
-    fn round_trips_with_and_without_user() {
-        for state in [sample(None), sample(Some("u-1")), sample(Some("ünïcødé"))] {
-            let blob = state.encode().unwrap();
-            assert_eq!(FlowState::decode(&blob).unwrap(), state);
-        }
+    fn round_trips() {
+        let blob = sample().encode().unwrap();
+        assert_eq!(&blob[..5], b"RGN\0\x02");
+        assert_eq!(FlowState::decode(&blob).unwrap(), sample());
     }
 
     #[test]
-    fn refuses_every_truncation() {
-        let blob = sample(Some("user-42")).encode().unwrap();
-        for len in 0..blob.len() {
-            let err = FlowState::decode(&blob[..len]).unwrap_err();
-            assert!(matches!(err, StateError::Truncated | StateError::NotAState), "prefix of {len} bytes gave {err:?}");
-        }
-    }
-
-    #[test]
-    fn refuses_foreign_versioned_trailing_and_oversized_blobs() {
-        let blob = sample(None).encode().unwrap();
+    fn refuses_foreign_truncated_versioned_and_oversized_blobs() {
+        let blob = sample().encode().unwrap();
         assert_eq!(FlowState::decode(b"{\"json\":true}"), Err(StateError::NotAState));
-
-        let mut other_version = blob.clone();
-        other_version[4] = 9;
-        assert_eq!(FlowState::decode(&other_version), Err(StateError::UnsupportedVersion(9)));
-
-        let mut trailing = blob.clone();
-        trailing.extend_from_slice(b"xx");
-        assert_eq!(FlowState::decode(&trailing), Err(StateError::TrailingBytes(2)));
-
-        let mut bad_stage = blob.clone();
-        bad_stage[29] = 200;
-        assert_eq!(FlowState::decode(&bad_stage), Err(StateError::InvalidField("stage")));
-
+        assert_eq!(FlowState::decode(b"RGN"), Err(StateError::NotAState));
+        let mut v1 = blob.clone();
+        v1[4] = 1;
+        assert_eq!(FlowState::decode(&v1), Err(StateError::UnsupportedVersion(1)));
+        for cut in [6, blob.len() / 2, blob.len() - 1] {
+            assert!(matches!(FlowState::decode(&blob[..cut]), Err(StateError::Malformed(_))), "cut at {cut}");
+        }
+        let extra = String::from_utf8(blob[5..].to_vec()).unwrap().replacen('{', "{\"admin\":true,", 1);
+        let mut forged = b"RGN\0\x02".to_vec();
+        forged.extend_from_slice(extra.as_bytes());
+        assert!(matches!(FlowState::decode(&forged), Err(StateError::Malformed(m)) if m.contains("unknown field")));
         assert_eq!(FlowState::decode(&vec![0; MAX_STATE_BYTES + 1]), Err(StateError::TooLarge));
     }
 
     #[test]
-    fn flow_id_prints_as_hex() {
-        assert_eq!(FlowId([0xab; 16]).to_string(), "ab".repeat(16));
+    fn flow_ids_print_parse_and_give_helpdesk_codes() {
+        let id = FlowId([0xab; 16]);
+        assert_eq!(FlowId::parse(&id.to_string()), Some(id));
+        assert_eq!(FlowId::parse("xyz"), None);
+        let code = FlowId([0; 16]).helpdesk_ref();
+        assert_eq!(code, "RG-00000000");
+        assert_eq!(FlowId([0xff; 16]).helpdesk_ref(), "RG-ZZZZZZZZ");
     }
 }

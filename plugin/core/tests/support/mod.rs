@@ -238,3 +238,151 @@ impl Forge {
         }
     }
 }
+
+/// A whole environment in memory, for the flow tests. The face matcher is a test double:
+/// the selfie reference names the result (`face:<score>` or `face:<score>:spoof`).
+pub struct World {
+    pub now: u64,
+    pub counter: u8,
+    pub users: Vec<regain_core::User>,
+    pub audit: Vec<regain_core::AuditEvent>,
+    pub trust: Trust,
+    pub taps: Vec<regain_core::env::TapRequest>,
+    pub revoked_methods: Vec<String>,
+    pub revoked_sessions: Vec<String>,
+    pub registration_required: Vec<String>,
+    pub notified: Vec<String>,
+}
+
+impl World {
+    pub fn new(users: Vec<regain_core::User>) -> Self {
+        Self {
+            now: NOW,
+            counter: 0,
+            users,
+            audit: Vec::new(),
+            trust: trust(),
+            taps: Vec::new(),
+            revoked_methods: Vec::new(),
+            revoked_sessions: Vec::new(),
+            registration_required: Vec::new(),
+            notified: Vec::new(),
+        }
+    }
+
+    pub fn kinds(&self) -> Vec<(regain_core::AuditKind, String)> {
+        self.audit.iter().map(|e| (e.kind, e.reason.clone())).collect()
+    }
+}
+
+impl regain_core::Clock for World {
+    fn now_unix(&self) -> u64 {
+        self.now
+    }
+}
+
+impl regain_core::Entropy for World {
+    fn fill(&mut self, out: &mut [u8]) {
+        self.counter = self.counter.wrapping_add(1);
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = self.counter.wrapping_mul(31).wrapping_add(i as u8);
+        }
+    }
+}
+
+impl regain_core::Directory for World {
+    fn find_user_by_login(
+        &mut self,
+        login: &regain_core::Login,
+    ) -> Result<Option<regain_core::User>, regain_core::env::HostError> {
+        Ok(self.users.iter().find(|u| u.login == login.as_str()).cloned())
+    }
+
+    fn count_users_by_name(&mut self, given: &str, family: &str) -> Result<u32, regain_core::env::HostError> {
+        Ok(self
+            .users
+            .iter()
+            .filter(|u| u.given_name.as_deref() == Some(given) && u.family_name.as_deref() == Some(family))
+            .count() as u32)
+    }
+}
+
+impl regain_core::env::Audit for World {
+    fn record(&mut self, event: &regain_core::AuditEvent) -> Result<(), regain_core::env::HostError> {
+        self.audit.push(event.clone());
+        Ok(())
+    }
+
+    fn count_recent(
+        &mut self,
+        kind: regain_core::AuditKind,
+        user_id: &str,
+        _window: u64,
+    ) -> Result<u32, regain_core::env::HostError> {
+        Ok(self.audit.iter().filter(|e| e.kind == kind && e.user_id.as_deref() == Some(user_id)).count() as u32)
+    }
+
+    fn notify_access_restored(&mut self, user_id: &str) -> Result<(), regain_core::env::HostError> {
+        self.notified.push(user_id.into());
+        Ok(())
+    }
+}
+
+impl regain_core::env::Credentials for World {
+    fn issue_tap(
+        &mut self,
+        request: &regain_core::env::TapRequest,
+    ) -> Result<regain_core::env::IssuedTap, regain_core::env::HostError> {
+        self.taps.push(request.clone());
+        Ok(regain_core::env::IssuedTap {
+            secret: "A".repeat(usize::from(request.length)),
+            expires_at: self.now + u64::from(request.lifetime_seconds),
+        })
+    }
+
+    fn revoke_methods(&mut self, user_id: &str) -> Result<u32, regain_core::env::HostError> {
+        self.revoked_methods.push(user_id.into());
+        Ok(2)
+    }
+
+    fn require_registration(&mut self, user_id: &str) -> Result<(), regain_core::env::HostError> {
+        self.registration_required.push(user_id.into());
+        Ok(())
+    }
+
+    fn revoke_sessions(&mut self, user_id: &str) -> Result<u32, regain_core::env::HostError> {
+        self.revoked_sessions.push(user_id.into());
+        Ok(1)
+    }
+}
+
+impl regain_core::env::FaceMatcher for World {
+    fn compare(&mut self, portrait: &[u8], selfie_ref: &str) -> Result<regain_core::env::FaceResult, &'static str> {
+        if portrait.is_empty() {
+            return Err("invalid-image");
+        }
+        let mut parts = selfie_ref.split(':');
+        match (parts.next(), parts.next().and_then(|s| s.parse::<u8>().ok()), parts.next()) {
+            (Some("face"), Some(score), spoof) => {
+                Ok(regain_core::env::FaceResult { score, live: spoof != Some("spoof") })
+            }
+            _ => Err("unknown-selfie"),
+        }
+    }
+}
+
+impl TrustSource for World {
+    fn issuer_keys(&mut self, issuer: &str) -> Result<String, TrustFailure> {
+        self.trust.issuer_keys(issuer)
+    }
+
+    fn status_list_token(&mut self, uri: &str) -> Result<String, TrustFailure> {
+        self.trust.status_list_token(uri)
+    }
+}
+
+impl SignatureVerifier for World {
+    fn verify(&self, alg: Alg, key: &PublicKey, message: &[u8], signature: &[u8]) -> Result<bool, String> {
+        RustCrypto.verify(alg, key, message, signature)
+    }
+}
