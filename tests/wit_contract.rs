@@ -117,7 +117,7 @@ fn each_interface_lives_in_a_file_of_its_name_and_errors_are_variants() {
         }
     }
     let mut expected =
-        ["types", "directory", "credentials", "trust", "face-check", "events", "crypto", "flow", "admin"];
+        ["types", "directory", "credentials", "trust", "face-check", "events", "crypto", "deployment", "flow", "admin"];
     expected.sort_unstable();
     interfaces.sort();
     assert_eq!(interfaces, expected);

@@ -1,7 +1,7 @@
 //! One Rust trait per WIT import, for host adapters to implement, and the store data that
 //! connects them to the generated bindings.
 
-use crate::bindings::regain::recovery::{credentials, crypto, directory, events, face_check, trust, types};
+use crate::bindings::regain::recovery::{credentials, crypto, deployment, directory, events, face_check, trust, types};
 use crate::limits::MemoryLimiter;
 use std::future::Future;
 use wasmtime::component::ResourceTable;
@@ -9,7 +9,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use credentials::{CredentialError, IssuedTap, MethodKind, TapRequest};
 use directory::DirectoryError;
-use events::{AuditEvent, EventsError, NotificationKind};
+use deployment::{Bundle, DeploymentError};
+use events::{AuditEvent, AuditKind, EventsError, NotificationKind};
 use face_check::{FaceCheckError, FaceComparison};
 use trust::TrustError;
 use types::User;
@@ -70,6 +71,14 @@ pub trait Events: Send + Sync {
     /// Records the event durably before returning.
     fn record_audit(&self, event: AuditEvent) -> impl Future<Output = Result<(), EventsError>> + Send;
 
+    /// Counts the user's events of `kind` in the last `window_seconds`.
+    fn count_recent(
+        &self,
+        kind: AuditKind,
+        user_id: String,
+        window_seconds: u64,
+    ) -> impl Future<Output = Result<u32, EventsError>> + Send;
+
     /// Queues a notification to the user's other channels.
     fn notify_user(
         &self,
@@ -78,11 +87,17 @@ pub trait Events: Send + Sync {
     ) -> impl Future<Output = Result<(), EventsError>> + Send;
 }
 
+/// `regain:recovery/deployment`: the configuration and policies flows run under.
+pub trait Deployments: Send + Sync {
+    /// The deployment named `config_ref`.
+    fn bundle(&self, config_ref: String) -> impl Future<Output = Result<Bundle, DeploymentError>> + Send;
+}
+
 /// Everything a host adapter provides: one value per call, moved into the instance's store.
 /// Adapters usually hold `Arc`s to shared services plus per-request context.
-pub trait Adapter: Directory + Credentials + Trust + FaceCheck + Events + Send + 'static {}
+pub trait Adapter: Directory + Credentials + Trust + FaceCheck + Events + Deployments + Send + 'static {}
 
-impl<T: Directory + Credentials + Trust + FaceCheck + Events + Send + 'static> Adapter for T {}
+impl<T: Directory + Credentials + Trust + FaceCheck + Events + Deployments + Send + 'static> Adapter for T {}
 
 /// The data of one store: the sandboxed WASI context, the memory limiter and the adapter.
 pub(crate) struct Ctx<A> {
@@ -182,8 +197,18 @@ impl<A: Adapter> events::Host for Ctx<A> {
         self.adapter.record_audit(event).await
     }
 
+    async fn count_recent(&mut self, kind: AuditKind, user_id: String, window_seconds: u64) -> Result<u32, EventsError> {
+        self.adapter.count_recent(kind, user_id, window_seconds).await
+    }
+
     async fn notify_user(&mut self, user_id: String, kind: NotificationKind) -> Result<(), EventsError> {
         self.adapter.notify_user(user_id, kind).await
+    }
+}
+
+impl<A: Adapter> deployment::Host for Ctx<A> {
+    async fn get(&mut self, config_ref: String) -> Result<Bundle, DeploymentError> {
+        self.adapter.bundle(config_ref).await
     }
 }
 

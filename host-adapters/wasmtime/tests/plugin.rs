@@ -10,65 +10,158 @@
 
 mod support;
 
+use regain_core::openid4vp::{form_decode, percent_encode};
+use regain_core::policy::DEFAULT_POLICIES;
+use regain_dev_idv::keys::SigningKey;
+use regain_dev_idv::sdjwt::{IdentityCredential, issue_identity, present};
 use regain_host::memory::MemoryAdapter;
-use regain_host::wit::admin::{AdminError, SourceFile};
+use regain_host::wit::admin::AdminError;
 use regain_host::wit::directory::DirectoryError;
 use regain_host::wit::events::AuditKind;
-use regain_host::wit::flow::{AccountLookup, FlowError, FlowInput, Step};
+use regain_host::wit::flow::{FlowError, FlowInput, Step};
+use regain_host::wit::types::SourceFile;
 use regain_host::{ComponentSource, LoadError, Origin, PluginHost, SandboxConfig};
+use serde_json::json;
 use support::{client, config, directory};
 
 fn plugin() -> PluginHost<MemoryAdapter> {
     PluginHost::new(config(), ComponentSource::Bundled).expect("the bundled plugin loads")
 }
 
-#[tokio::test]
-async fn start_finds_a_known_login_and_records_the_audit_event() {
-    let host = plugin();
-    let adapter = directory();
-    let t = host.start(adapter.clone(), "default", "  ana@example.org ", &client()).await.unwrap().unwrap();
-    assert_eq!(t.step, Step::AccountLookup(AccountLookup::Found));
-    assert_eq!(&t.state[..4], b"RGN\0", "state blob carries the regain magic");
+const CONFIG: &str = r#"
+scope_group = "recovery"
 
-    let events = adapter.audit_events();
-    assert_eq!(events.len(), 1);
-    let event = &events[0];
-    assert_eq!(event.kind, AuditKind::RecoveryStarted);
-    assert_eq!(event.reason, "user-found");
-    assert_eq!(event.user_id.as_deref(), Some("u-ana"));
-    assert_eq!(event.flow_id.len(), 32);
-    assert!(event.flow_id.chars().all(|c| c.is_ascii_hexdigit()));
-    assert_eq!(event.helpdesk_ref, None);
+[verifier]
+response_uri = "https://recovery.example.org/vp/response"
+
+[[idv]]
+id = "dev-idv"
+issuer = "https://idv.example"
+vct = ["https://idv.example/credentials/identity"]
+countries = ["*"]
+"#;
+const ISSUER: &str = "https://idv.example";
+const STATUS_URI: &str = "https://idv.example/status/1";
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn world(config: &str) -> MemoryAdapter {
+    let issuer = SigningKey::p256(1);
+    let list = regain_dev_idv::status::token(&issuer, Some("k1"), STATUS_URI, &[0, 0, 1], 1, now() - 60, None);
+    let mut ana = support::user("u-ana", "ana@example.org");
+    ana.given_name = Some("Ana".into());
+    ana.family_name = Some("Silva".into());
+    let mut bo = support::user("u-bo", "bo@example.org");
+    bo.given_name = Some("Bo".into());
+    MemoryAdapter::builder()
+        .users(vec![ana, bo])
+        .deployment("default", config, &DEFAULT_POLICIES)
+        .issuer(ISSUER, &issuer.jwks(Some("k1")).to_string())
+        .status_list(STATUS_URI, &list)
+        .build()
+}
+
+/// The dev wallet's answer to a presentation request: a `direct_post` body.
+fn wallet(step: &Step, given: &str, family: &str, index: u64) -> String {
+    let Step::PresentRequest(request) = step else { panic!("expected a presentation request, got {step:?}") };
+    let param = |name: &str| {
+        request.url.split(['?', '&']).find_map(|p| p.strip_prefix(&format!("{name}="))).and_then(form_decode).unwrap()
+    };
+    assert_eq!(param("nonce"), request.nonce);
+    let holder = SigningKey::ed25519(5);
+    let credential = IdentityCredential {
+        issuer: ISSUER,
+        kid: "k1",
+        vct: "https://idv.example/credentials/identity",
+        iat: now() - 600,
+        exp: now() + 86_400,
+        status: Some((STATUS_URI, index)),
+        claims: vec![("given_name", json!(given)), ("family_name", json!(family)), ("portrait", json!("aGVsbG8gcG9ydHJhaXQ"))],
+    };
+    let issued = issue_identity(&credential, &SigningKey::p256(1), &holder);
+    let vp = present(&issued, &issued.all(), &holder, &param("nonce"), &param("client_id"), now() - 2);
+    format!("vp_token={}&state={}", percent_encode(&json!({ "identity": [vp] }).to_string()), param("state"))
 }
 
 #[tokio::test]
-async fn start_reports_an_unknown_login_as_not_found() {
+async fn a_whole_recovery_runs_through_the_component() {
     let host = plugin();
-    let adapter = directory();
-    let t = host.start(adapter.clone(), "default", "mallory@example.org", &client()).await.unwrap().unwrap();
-    assert_eq!(t.step, Step::AccountLookup(AccountLookup::NotFound));
-    let events = adapter.audit_events();
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0].reason, "unknown-login");
-    assert_eq!(events[0].user_id, None);
+    let adapter = world(CONFIG);
+    let t1 = host.start(adapter.clone(), "default", "  ana@example.org ", &client()).await.unwrap().unwrap();
+    assert!(matches!(&t1.step, Step::PresentRequest(r) if r.url.starts_with("openid4vp://?client_id=redirect_uri%3A")));
+    assert_eq!(&t1.state[..4], b"RGN\0", "state blob carries the regain magic");
+
+    let body = wallet(&t1.step, "ANA", "SILVA", 0);
+    let t2 = host.resume(adapter.clone(), &t1.state, &FlowInput::Presentation(body)).await.unwrap().unwrap();
+    assert_eq!(t2.step, Step::CaptureSelfie, "audit: {:?}", adapter.audit_events());
+    let t3 = host.resume(adapter.clone(), &t2.state, &FlowInput::Selfie("face:88".into())).await.unwrap().unwrap();
+    let Step::Completed(pass) = &t3.step else { panic!("{:?}", t3.step) };
+    assert_eq!(pass.secret.len(), 24);
+    assert!(pass.one_time);
+    assert!(pass.expires_at > now() + 3500 && pass.expires_at <= now() + 3600);
+
+    let taps = adapter.taps();
+    assert_eq!(taps.len(), 1);
+    assert_eq!(taps[0].user_id, "u-ana");
+    assert_ne!(taps[0].secret_sha256, pass.secret, "stored hashed");
+    assert_eq!(adapter.revoked_sessions(), vec!["u-ana"]);
+    assert_eq!(adapter.revoked_methods()[0].0, "u-ana");
+    assert_eq!(adapter.registration_required(), vec!["u-ana"]);
+    assert_eq!(adapter.notifications().len(), 1);
+    let kinds: Vec<(AuditKind, String)> = adapter.audit_events().into_iter().map(|e| (e.kind, e.reason)).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (AuditKind::RecoveryStarted, "ok".into()),
+            (AuditKind::IssuanceStarted, "idv:dev-idv".into()),
+            (AuditKind::IssuanceCompleted, "ok".into()),
+            (AuditKind::PresentationCompleted, "ok".into()),
+            (AuditKind::AccountMatched, "matched-relaxed".into()),
+            (AuditKind::RecoveryCompleted, "ok".into()),
+        ]
+    );
+    let ids: Vec<String> = adapter.audit_events().into_iter().map(|e| e.flow_id).collect();
+    assert!(ids.iter().all(|id| id.len() == 32 && *id == ids[0]));
+
+    let again = host.resume(adapter.clone(), &t3.state, &FlowInput::Selfie("face:99".into())).await.unwrap();
+    assert_eq!(again.unwrap_err(), FlowError::InvalidInput("invalid input: the flow has already ended".into()));
 }
 
 #[tokio::test]
-async fn every_flow_gets_its_own_identifier() {
+async fn a_revoked_credential_fails_with_a_helpdesk_code() {
     let host = plugin();
-    let adapter = directory();
-    for _ in 0..3 {
-        host.start(adapter.clone(), "default", "ana@example.org", &client()).await.unwrap().unwrap();
-    }
-    let mut ids: Vec<String> = adapter.audit_events().into_iter().map(|e| e.flow_id).collect();
-    ids.dedup();
-    assert_eq!(ids.len(), 3, "flow ids repeat: {ids:?}");
+    let adapter = world(CONFIG);
+    let t1 = host.start(adapter.clone(), "default", "ana@example.org", &client()).await.unwrap().unwrap();
+    let body = wallet(&t1.step, "Ana", "Silva", 2);
+    let t2 = host.resume(adapter.clone(), &t1.state, &FlowInput::Presentation(body)).await.unwrap().unwrap();
+    let Step::Failed(failure) = &t2.step else { panic!("{:?}", t2.step) };
+    assert_eq!(failure.reason, "recovery-failed");
+    let last = adapter.audit_events().pop().unwrap();
+    assert_eq!((last.kind, last.reason.as_str()), (AuditKind::DocumentFailed, "revoked"));
+    assert_eq!(last.helpdesk_ref.as_deref(), Some(failure.helpdesk_ref.as_str()));
+    assert!(adapter.taps().is_empty());
+}
+
+#[tokio::test]
+async fn an_unknown_login_gets_the_same_step_as_a_known_one() {
+    let host = plugin();
+    let adapter = world(CONFIG);
+    let known = host.start(adapter.clone(), "default", "ana@example.org", &client()).await.unwrap().unwrap();
+    let unknown = host.start(adapter.clone(), "default", "mallory@example.org", &client()).await.unwrap().unwrap();
+    let (Step::PresentRequest(a), Step::PresentRequest(b)) = (&known.step, &unknown.step) else { panic!() };
+    assert_eq!(a.url.len(), b.url.len());
+    assert_ne!(a.nonce, b.nonce);
+    let events = adapter.audit_events();
+    assert_eq!(events[2].reason, "unknown-login");
+    assert_eq!(events[2].user_id, None);
 }
 
 #[tokio::test]
 async fn a_bad_login_is_refused_before_any_lookup() {
     let host = plugin();
-    let adapter = directory();
+    let adapter = world(CONFIG);
     let err = host.start(adapter.clone(), "default", "   ", &client()).await.unwrap().unwrap_err();
     assert_eq!(err, FlowError::InvalidLogin("invalid login: login is empty".into()));
     let err = host.start(adapter.clone(), "default", "ana\n@example.org", &client()).await.unwrap().unwrap_err();
@@ -76,15 +169,25 @@ async fn a_bad_login_is_refused_before_any_lookup() {
     assert!(adapter.audit_events().is_empty());
 }
 
+#[tokio::test]
+async fn a_broken_deployment_is_reported_with_its_position() {
+    let host = plugin();
+    let adapter = world(&CONFIG.replace("[verifier]", "[verifier]\nrespones_uri = 1"));
+    let err = host.start(adapter.clone(), "default", "ana@example.org", &client()).await.unwrap().unwrap_err();
+    let FlowError::Config(text) = err else { panic!("{err:?}") };
+    assert!(text.contains("regain.toml") || text.contains("default:"), "{text}");
+    assert!(text.contains("unknown field `respones_uri`"), "{text}");
+    let err = host.start(adapter.clone(), "nope", "ana@example.org", &client()).await.unwrap().unwrap_err();
+    assert_eq!(err, FlowError::Host("host failure: unknown deployment: nope".into()));
+    assert!(adapter.audit_events().is_empty());
+}
+
 /// A directory that is down: the flow must stop with a host error and record nothing.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct DownDirectory(MemoryAdapter);
 
 impl regain_host::Directory for DownDirectory {
-    async fn find_user_by_login(
-        &self,
-        _login: String,
-    ) -> Result<Option<regain_host::wit::types::User>, DirectoryError> {
+    async fn find_user_by_login(&self, _login: String) -> Result<Option<regain_host::wit::types::User>, DirectoryError> {
         Err(DirectoryError::Unavailable("ldap timeout".into()))
     }
 
@@ -98,23 +201,20 @@ support::delegate_all_but_directory!(DownDirectory);
 #[tokio::test]
 async fn a_directory_failure_stops_the_flow_with_a_host_error() {
     let host = PluginHost::<DownDirectory>::new(config(), ComponentSource::Bundled).unwrap();
-    let adapter = DownDirectory::default();
+    let adapter = DownDirectory(world(CONFIG));
     let err = host.start(adapter.clone(), "default", "ana@example.org", &client()).await.unwrap().unwrap_err();
     assert_eq!(err, FlowError::Host("host failure: directory unavailable: ldap timeout".into()));
     assert!(adapter.0.audit_events().is_empty());
 }
 
 #[tokio::test]
-async fn resume_checks_its_state_and_is_not_implemented_yet() {
+async fn resume_refuses_foreign_state() {
     let host = plugin();
-    let adapter = directory();
-    let t = host.start(adapter.clone(), "default", "ana@example.org", &client()).await.unwrap().unwrap();
-    let input = FlowInput::Selfie("selfie-1".into());
-    let err = host.resume(adapter.clone(), &t.state, &input).await.unwrap().unwrap_err();
-    assert_eq!(err, FlowError::Unsupported("`flow.resume` is not implemented by this plugin build".into()));
-
+    let adapter = world(CONFIG);
+    let input = FlowInput::Selfie("face:90".into());
     let err = host.resume(adapter.clone(), b"{\"forged\":1}", &input).await.unwrap().unwrap_err();
     assert_eq!(err, FlowError::InvalidState("invalid state: state is not a regain flow state".into()));
+    let t = host.start(adapter.clone(), "default", "ana@example.org", &client()).await.unwrap().unwrap();
     let mut truncated = t.state.clone();
     truncated.pop();
     let err = host.resume(adapter, &truncated, &input).await.unwrap().unwrap_err();
@@ -163,11 +263,11 @@ fn the_component_imports_exactly_what_the_readme_lists() {
         assert!(!imports.iter().any(|i| i.starts_with(forbidden)), "the plugin imports {forbidden}");
     }
     // The component imports the Regain interfaces its code calls; the host links all six.
-    let known = ["types", "directory", "credentials", "trust", "face-check", "events"]
+    let known = ["types", "directory", "credentials", "trust", "face-check", "events", "crypto", "deployment"]
         .map(|name| format!("regain:recovery/{name}@0.1.0"));
     let regain: Vec<&String> = host.component_imports().iter().filter(|n| n.starts_with("regain:")).collect();
     assert!(regain.iter().all(|name| known.contains(name)), "{regain:?}");
-    for used in ["directory", "events"] {
+    for used in ["directory", "events", "credentials", "trust", "face-check", "crypto", "deployment"] {
         assert!(regain.contains(&&format!("regain:recovery/{used}@0.1.0")), "{regain:?}");
     }
 }
@@ -204,8 +304,8 @@ async fn a_corrupt_cache_entry_is_replaced_not_trusted() {
 
     let second = PluginHost::<MemoryAdapter>::new(config.clone(), ComponentSource::Bundled).unwrap();
     assert_eq!(second.load_report().origin, Origin::Compiled);
-    let t = second.start(directory(), "default", "ana@example.org", &client()).await.unwrap().unwrap();
-    assert_eq!(t.step, Step::AccountLookup(AccountLookup::Found));
+    let t = second.start(world(CONFIG), "default", "ana@example.org", &client()).await.unwrap().unwrap();
+    assert!(matches!(t.step, Step::PresentRequest(_)));
     let third = PluginHost::<MemoryAdapter>::new(config, ComponentSource::Bundled).unwrap();
     assert_eq!(third.load_report().origin, Origin::Cached);
 }

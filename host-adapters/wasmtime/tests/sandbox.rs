@@ -11,7 +11,7 @@
 mod support;
 
 use regain_host::memory::MemoryAdapter;
-use regain_host::wit::flow::{AccountLookup, Step};
+use regain_host::wit::flow::Step;
 use regain_host::{CallError, ComponentSource, PluginHost, SandboxConfig};
 use std::path::Path;
 use std::sync::Arc;
@@ -26,9 +26,9 @@ fn guest(config: SandboxConfig) -> PluginHost<MemoryAdapter> {
 /// The request every test makes after a misbehaviour: the host must still answer it.
 async fn serves_normally(host: &PluginHost<MemoryAdapter>) {
     let found = host.start(directory(), "cfg", "ana@example.org", &client()).await.unwrap().unwrap();
-    assert_eq!(found.step, Step::AccountLookup(AccountLookup::Found));
+    assert_eq!(found.step, Step::Redirect("found".into()));
     let missing = host.start(directory(), "cfg", "nobody@example.org", &client()).await.unwrap().unwrap();
-    assert_eq!(missing.step, Step::AccountLookup(AccountLookup::NotFound));
+    assert_eq!(missing.step, Step::Redirect("not-found".into()));
 }
 
 // A hang guard, not a speed assertion: a broken deadline would hang the test forever.
@@ -78,7 +78,7 @@ async fn a_reused_instance_serves_many_calls() {
     let mut instance = host.instantiate(directory()).await.unwrap();
     for _ in 0..50 {
         let t = instance.start("cfg", "bo@example.org", &client()).await.unwrap().unwrap();
-        assert_eq!(t.step, Step::AccountLookup(AccountLookup::Found));
+        assert_eq!(t.step, Step::Redirect("found".into()));
     }
 }
 
@@ -106,8 +106,8 @@ async fn sixty_four_concurrent_calls_all_succeed_within_the_instance_bound() {
         .collect();
     for call in calls {
         let (i, step) = within_a_minute(call).await.unwrap();
-        let expected = if i % 2 == 0 { AccountLookup::Found } else { AccountLookup::NotFound };
-        assert_eq!(step, Step::AccountLookup(expected), "call {i}");
+        let expected = if i % 2 == 0 { "found" } else { "not-found" };
+        assert_eq!(step, Step::Redirect(expected.into()), "call {i}");
     }
     assert_eq!(gauge.total.load(Ordering::SeqCst), 64);
     let max = gauge.max.load(Ordering::SeqCst);

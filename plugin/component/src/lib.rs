@@ -12,8 +12,10 @@ mod bindings {
 }
 
 use bindings::exports::regain::recovery::{admin, flow};
-use bindings::regain::recovery::{directory, events, types};
-use regain_core::env::{Audit, Clock, Directory, Entropy, HostError};
+use bindings::regain::recovery::{credentials, crypto, deployment, directory, events, face_check, trust, types};
+use regain_core::env::{Audit, Clock, Credentials, Directory, Entropy, FaceMatcher, FaceResult, HostError, IssuedTap, TapRequest};
+use regain_core::jose::{Alg, PublicKey, SignatureVerifier};
+use regain_core::sdjwt::{TrustFailure, TrustSource};
 use regain_core::{AuditEvent, AuditKind, Login, User};
 
 /// The component's implementation of its exports.
@@ -31,7 +33,7 @@ impl Clock for Imports {
 impl Entropy for Imports {
     fn fill(&mut self, out: &mut [u8]) {
         // INVARIANT: wasi:random/random never fails on a conforming host; if it ever does,
-        // a trap is the only safe answer, since a predictable identifier must not leave.
+        // a trap is the only safe answer, since a predictable nonce must not leave.
         if getrandom::fill(out).is_err() {
             std::process::abort();
         }
@@ -40,10 +42,17 @@ impl Entropy for Imports {
 
 impl Directory for Imports {
     fn find_user_by_login(&mut self, login: &Login) -> Result<Option<User>, HostError> {
-        directory::find_user_by_login(login.as_str())
-            .map(|found| found.map(user_from_wit))
-            .map_err(|e| HostError(directory_error_text(e)))
+        directory::find_user_by_login(login.as_str()).map(|found| found.map(user_from_wit)).map_err(directory_error)
     }
+
+    fn count_users_by_name(&mut self, given_name: &str, family_name: &str) -> Result<u32, HostError> {
+        directory::count_users_by_name(given_name, family_name).map_err(directory_error)
+    }
+}
+
+fn events_error(e: events::EventsError) -> HostError {
+    let events::EventsError::Unavailable(text) = e;
+    HostError(format!("audit log unavailable: {text}"))
 }
 
 impl Audit for Imports {
@@ -52,11 +61,98 @@ impl Audit for Imports {
             kind: audit_kind_to_wit(event.kind),
             flow_id: event.flow_id.to_string(),
             user_id: event.user_id.clone(),
-            reason: event.reason.to_owned(),
+            reason: event.reason.clone(),
             helpdesk_ref: event.helpdesk_ref.clone(),
         };
-        events::record_audit(&wit)
-            .map_err(|events::EventsError::Unavailable(text)| HostError(format!("audit log unavailable: {text}")))
+        events::record_audit(&wit).map_err(events_error)
+    }
+
+    fn count_recent(&mut self, kind: AuditKind, user_id: &str, window_seconds: u64) -> Result<u32, HostError> {
+        events::count_recent(audit_kind_to_wit(kind), user_id, window_seconds).map_err(events_error)
+    }
+
+    fn notify_access_restored(&mut self, user_id: &str) -> Result<(), HostError> {
+        events::notify_user(user_id, events::NotificationKind::AccessRestored).map_err(events_error)
+    }
+}
+
+fn credential_error(e: credentials::CredentialError) -> HostError {
+    HostError(match e {
+        credentials::CredentialError::UserNotFound => "credential store: user not found".into(),
+        credentials::CredentialError::Rejected(t) => format!("credential store refused: {t}"),
+        credentials::CredentialError::Unavailable(t) => format!("credential store unavailable: {t}"),
+    })
+}
+
+impl Credentials for Imports {
+    fn issue_tap(&mut self, request: &TapRequest) -> Result<IssuedTap, HostError> {
+        let issued = credentials::issue_tap(&credentials::TapRequest {
+            user_id: request.user_id.clone(),
+            lifetime_seconds: request.lifetime_seconds,
+            one_time: request.one_time,
+            length: request.length,
+            not_before_seconds: request.not_before_seconds,
+        })
+        .map_err(credential_error)?;
+        Ok(IssuedTap { secret: issued.secret, expires_at: issued.expires_at })
+    }
+
+    fn revoke_methods(&mut self, user_id: &str) -> Result<u32, HostError> {
+        use credentials::MethodKind as M;
+        // Every earlier method; the pass just issued is the way back in.
+        credentials::revoke_methods(user_id, &[M::Password, M::Totp, M::Passkey, M::Phone, M::Email])
+            .map_err(credential_error)
+    }
+
+    fn require_registration(&mut self, user_id: &str) -> Result<(), HostError> {
+        credentials::require_registration(user_id).map_err(credential_error)
+    }
+
+    fn revoke_sessions(&mut self, user_id: &str) -> Result<u32, HostError> {
+        credentials::revoke_sessions(user_id).map_err(credential_error)
+    }
+}
+
+impl FaceMatcher for Imports {
+    fn compare(&mut self, portrait: &[u8], selfie_ref: &str) -> Result<FaceResult, &'static str> {
+        match face_check::compare(portrait, selfie_ref) {
+            Ok(r) => Ok(FaceResult { score: r.score.min(100), live: r.live }),
+            Err(face_check::FaceCheckError::NoFace) => Err("no-face"),
+            Err(face_check::FaceCheckError::InvalidImage(_)) => Err("invalid-image"),
+            Err(face_check::FaceCheckError::UnknownSelfie) => Err("unknown-selfie"),
+            Err(face_check::FaceCheckError::Unavailable(_)) => Err("face-service-unavailable"),
+        }
+    }
+}
+
+fn trust_error(e: trust::TrustError) -> TrustFailure {
+    match e {
+        trust::TrustError::UnknownIssuer => TrustFailure::UnknownIssuer,
+        trust::TrustError::Unavailable(t) | trust::TrustError::Invalid(t) => TrustFailure::Unavailable(t),
+    }
+}
+
+impl TrustSource for Imports {
+    fn issuer_keys(&mut self, issuer: &str) -> Result<String, TrustFailure> {
+        trust::issuer_keys(issuer).map_err(trust_error)
+    }
+
+    fn status_list_token(&mut self, uri: &str) -> Result<String, TrustFailure> {
+        trust::status_list_token(uri).map_err(trust_error)
+    }
+}
+
+impl SignatureVerifier for Imports {
+    fn verify(&self, alg: Alg, key: &PublicKey, message: &[u8], signature: &[u8]) -> Result<bool, String> {
+        let algorithm = match alg {
+            Alg::Es256 => crypto::SignatureAlgorithm::Es256,
+            Alg::EdDsa => crypto::SignatureAlgorithm::Eddsa,
+        };
+        let key = match key {
+            PublicKey::P256 { x, y } => crypto::PublicKey::P256(crypto::P256Point { x: x.to_vec(), y: y.to_vec() }),
+            PublicKey::Ed25519(k) => crypto::PublicKey::Ed25519(k.to_vec()),
+        };
+        crypto::verify_signature(algorithm, &key, message, signature).map_err(|_| "key does not fit the algorithm".into())
     }
 }
 
@@ -75,11 +171,11 @@ fn user_from_wit(u: types::User) -> User {
     }
 }
 
-fn directory_error_text(e: directory::DirectoryError) -> String {
-    match e {
+fn directory_error(e: directory::DirectoryError) -> HostError {
+    HostError(match e {
         directory::DirectoryError::Unavailable(t) => format!("directory unavailable: {t}"),
         directory::DirectoryError::InvalidQuery(t) => format!("directory refused the query: {t}"),
-    }
+    })
 }
 
 fn audit_kind_to_wit(kind: AuditKind) -> events::AuditKind {
@@ -101,12 +197,18 @@ fn audit_kind_to_wit(kind: AuditKind) -> events::AuditKind {
 }
 
 fn transition_to_wit(t: regain_core::Transition) -> flow::Transition {
+    use regain_core::Step as S;
     let step = match t.step {
-        regain_core::Step::AccountLookup(regain_core::AccountLookup::Found) => {
-            flow::Step::AccountLookup(flow::AccountLookup::Found)
+        S::PresentRequest { url, nonce } => flow::Step::PresentRequest(flow::PresentationRequest { url, nonce }),
+        S::CaptureSelfie => flow::Step::CaptureSelfie,
+        S::Completed { secret, expires_at, one_time } => {
+            flow::Step::Completed(flow::IssuedPass { secret, expires_at, one_time })
         }
-        regain_core::Step::AccountLookup(regain_core::AccountLookup::NotFound) => {
-            flow::Step::AccountLookup(flow::AccountLookup::NotFound)
+        S::EvaluationCompleted { would_issue, reason } => {
+            flow::Step::EvaluationCompleted(flow::EvaluationOutcome { would_issue, reason })
+        }
+        S::Failed { reason, helpdesk_ref } => {
+            flow::Step::Failed(flow::Failure { reason: reason.to_owned(), helpdesk_ref })
         }
     };
     flow::Transition { state: t.state, step }
@@ -118,35 +220,60 @@ fn flow_error_to_wit(e: regain_core::FlowError) -> flow::FlowError {
     match e {
         E::InvalidLogin(_) => flow::FlowError::InvalidLogin(text),
         E::InvalidState(_) => flow::FlowError::InvalidState(text),
+        E::InvalidInput(_) => flow::FlowError::InvalidInput(text),
         E::Host(_) => flow::FlowError::Host(text),
+        E::Config(_) => flow::FlowError::Config(text),
         E::Unsupported(_) => flow::FlowError::Unsupported(text),
     }
 }
 
+/// Fetches and validates the deployment named `config_ref`.
+fn load(config_ref: &str) -> Result<regain_core::Loaded, regain_core::FlowError> {
+    let bundle = deployment::get(config_ref).map_err(|e| {
+        regain_core::FlowError::Host(HostError(match e {
+            deployment::DeploymentError::Unknown(t) => format!("unknown deployment: {t}"),
+            deployment::DeploymentError::Unavailable(t) => format!("deployment unavailable: {t}"),
+        }))
+    })?;
+    let policies: Vec<(&str, &str)> = bundle.policies.iter().map(|p| (p.name.as_str(), p.text.as_str())).collect();
+    let mut loaded = regain_core::Loaded::load((&bundle.config.name, &bundle.config.text), &policies)?;
+    loaded.reference = config_ref.to_owned();
+    Ok(loaded)
+}
+
 impl flow::Guest for Plugin {
-    fn start(
-        _config_ref: String,
-        login: String,
-        _client: types::ClientInfo,
-    ) -> Result<flow::Transition, flow::FlowError> {
-        // The deployment configuration and the client facts feed eligibility and routing,
-        // which this build does not evaluate yet.
-        regain_core::flow::start(&mut Imports, &login).map(transition_to_wit).map_err(flow_error_to_wit)
+    fn start(config_ref: String, login: String, client: types::ClientInfo) -> Result<flow::Transition, flow::FlowError> {
+        let client = regain_core::Client { country: client.country, recent_attempts: client.recent_attempts };
+        load(&config_ref)
+            .and_then(|loaded| regain_core::flow::start(&mut Imports, &loaded, &login, &client))
+            .map(transition_to_wit)
+            .map_err(flow_error_to_wit)
     }
 
-    fn resume(state: Vec<u8>, _input: flow::FlowInput) -> Result<flow::Transition, flow::FlowError> {
-        regain_core::flow::resume(&mut Imports, &state).map(transition_to_wit).map_err(flow_error_to_wit)
+    fn resume(state: Vec<u8>, input: flow::FlowInput) -> Result<flow::Transition, flow::FlowError> {
+        let input = match input {
+            flow::FlowInput::Presentation(body) => regain_core::Input::Presentation(body),
+            flow::FlowInput::IdToken(token) => regain_core::Input::IdToken(token),
+            flow::FlowInput::Selfie(selfie) => regain_core::Input::Selfie(selfie),
+            flow::FlowInput::ProviderUnavailable(id) => regain_core::Input::ProviderUnavailable(id),
+        };
+        regain_core::state::FlowState::decode(&state)
+            .map_err(regain_core::FlowError::from)
+            .and_then(|decoded| load(&decoded.deployment))
+            .and_then(|loaded| regain_core::flow::resume(&mut Imports, &loaded, &state, input))
+            .map(transition_to_wit)
+            .map_err(flow_error_to_wit)
     }
 }
 
 impl admin::Guest for Plugin {
-    fn validate(_config: admin::SourceFile, _policies: Vec<admin::SourceFile>) -> Result<(), admin::AdminError> {
+    fn validate(_config: types::SourceFile, _policies: Vec<types::SourceFile>) -> Result<(), admin::AdminError> {
         Err(admin::AdminError::Unsupported("`admin.validate` is not implemented by this plugin build".into()))
     }
 
     fn explain(
-        _config: admin::SourceFile,
-        _policies: Vec<admin::SourceFile>,
+        _config: types::SourceFile,
+        _policies: Vec<types::SourceFile>,
         _login: String,
     ) -> Result<String, admin::AdminError> {
         Err(admin::AdminError::Unsupported("`admin.explain` is not implemented by this plugin build".into()))

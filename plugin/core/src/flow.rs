@@ -31,6 +31,8 @@ pub const FAILED: &str = "recovery-failed";
 /// A deployment ready to run flows: configuration and policies, both validated.
 #[derive(Debug, Clone)]
 pub struct Loaded {
+    /// The name the host knows the deployment by (`config-ref`); flows record it.
+    pub reference: String,
     /// The configuration.
     pub deployment: Deployment,
     /// The policies.
@@ -45,7 +47,7 @@ impl Loaded {
         let policies = Policies::load(policies).map_err(|problems| {
             FlowError::Config(problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
         })?;
-        Ok(Self { deployment, policies })
+        Ok(Self { reference: config.0.to_owned(), deployment, policies })
     }
 }
 
@@ -338,6 +340,7 @@ pub fn start(
 
     let mut state = FlowState {
         flow: flow_id.to_string(),
+        deployment: loaded.reference.clone(),
         started_at: now,
         stage: Stage::AwaitingPresentation,
         login: login.as_str().to_owned(),
@@ -375,6 +378,12 @@ pub fn start(
 /// Continues a flow from its stored state.
 pub fn resume(env: &mut impl Environment, loaded: &Loaded, blob: &[u8], input: Input) -> Result<Transition, FlowError> {
     let state = FlowState::decode(blob)?;
+    if state.deployment != loaded.reference {
+        return Err(FlowError::InvalidState(StateError::Malformed(format!(
+            "the flow runs under deployment `{}`, not `{}`",
+            state.deployment, loaded.reference
+        ))));
+    }
     match (state.stage, input) {
         (Stage::Done, _) => Err(FlowError::InvalidInput("the flow has already ended".into())),
         (_, Input::IdToken(_)) => Err(FlowError::Unsupported("OIDC4IDA results")),

@@ -90,6 +90,8 @@ pub enum Stage {
 pub struct FlowState {
     /// The attempt, as 32 hex digits.
     pub flow: String,
+    /// The deployment (`config-ref`) the flow runs under.
+    pub deployment: String,
     /// When it started, seconds since the Unix epoch.
     pub started_at: u64,
     /// How far it has come.
@@ -187,6 +189,7 @@ mod tests {
     fn sample() -> FlowState {
         FlowState {
             flow: FlowId([7; 16]).to_string(),
+            deployment: "default".into(),
             started_at: 1_790_000_000,
             stage: Stage::AwaitingPresentation,
             login: "ana@example.org".into(),

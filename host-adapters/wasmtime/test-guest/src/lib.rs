@@ -22,10 +22,10 @@ struct Guest;
 fn lookup(login: &str) -> Result<flow::Transition, flow::FlowError> {
     let found = directory::find_user_by_login(login).map_err(|e| flow::FlowError::Host(format!("{e:?}")))?;
     let step = match found {
-        Some(_) => flow::AccountLookup::Found,
-        None => flow::AccountLookup::NotFound,
+        Some(_) => "found",
+        None => "not-found",
     };
-    Ok(flow::Transition { state: Vec::new(), step: flow::Step::AccountLookup(step) })
+    Ok(flow::Transition { state: Vec::new(), step: flow::Step::Redirect(step.into()) })
 }
 
 fn spin() -> ! {
@@ -95,7 +95,7 @@ impl flow::Guest for Guest {
             _ => match login.strip_prefix("probe:") {
                 Some(address) => Ok(flow::Transition {
                     state: probe(address).into_bytes(),
-                    step: flow::Step::AccountLookup(flow::AccountLookup::NotFound),
+                    step: flow::Step::Redirect("probe".into()),
                 }),
                 None => lookup(&login),
             },
@@ -108,13 +108,13 @@ impl flow::Guest for Guest {
 }
 
 impl admin::Guest for Guest {
-    fn validate(_config: admin::SourceFile, _policies: Vec<admin::SourceFile>) -> Result<(), admin::AdminError> {
+    fn validate(_config: types::SourceFile, _policies: Vec<admin::SourceFile>) -> Result<(), admin::AdminError> {
         Err(admin::AdminError::Unsupported("admin.validate".into()))
     }
 
     fn explain(
-        _config: admin::SourceFile,
-        _policies: Vec<admin::SourceFile>,
+        _config: types::SourceFile,
+        _policies: Vec<types::SourceFile>,
         _login: String,
     ) -> Result<String, admin::AdminError> {
         Err(admin::AdminError::Unsupported("admin.explain".into()))

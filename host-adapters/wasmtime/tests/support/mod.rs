@@ -46,7 +46,7 @@ pub fn directory() -> MemoryAdapter {
 }
 
 pub fn client() -> ClientInfo {
-    ClientInfo { address: Some("192.0.2.7".into()), country: None, cross_device: false }
+    ClientInfo { address: Some("192.0.2.7".into()), country: None, cross_device: false, recent_attempts: 0 }
 }
 
 /// Counts directory calls in flight and remembers the highest count.
@@ -123,12 +123,28 @@ macro_rules! delegate_all_but_directory {
                 self.0.compare(p, s).await
             }
         }
+        impl regain_host::Deployments for $t {
+            async fn bundle(
+                &self,
+                c: String,
+            ) -> Result<regain_host::wit::deployment::Bundle, regain_host::wit::deployment::DeploymentError> {
+                self.0.bundle(c).await
+            }
+        }
         impl regain_host::Events for $t {
             async fn record_audit(
                 &self,
                 e: regain_host::wit::events::AuditEvent,
             ) -> Result<(), regain_host::wit::events::EventsError> {
                 self.0.record_audit(e).await
+            }
+            async fn count_recent(
+                &self,
+                k: regain_host::wit::events::AuditKind,
+                u: String,
+                w: u64,
+            ) -> Result<u32, regain_host::wit::events::EventsError> {
+                self.0.count_recent(k, u, w).await
             }
             async fn notify_user(
                 &self,
