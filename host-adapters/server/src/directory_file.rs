@@ -1,12 +1,7 @@
-//! A user directory read from a JSON file, for the operator commands.
+//! A user directory written as JSON: the demo directory.
 
-use anyhow::Context as _;
 use regain_host::wit::types::User;
 use serde::Deserialize;
-use std::path::Path;
-
-/// Largest directory file read, in bytes.
-const MAX_FILE_BYTES: u64 = 64 << 20;
 
 /// One user as written in the file. Unknown keys are refused, so a typo never silently drops
 /// an attribute.
@@ -52,14 +47,6 @@ impl From<Entry> for User {
             attributes: e.attributes.into_iter().collect(),
         }
     }
-}
-
-/// Reads a JSON array of users.
-pub fn read(path: &Path) -> anyhow::Result<Vec<User>> {
-    let size = std::fs::metadata(path).with_context(|| format!("cannot read `{}`", path.display()))?.len();
-    anyhow::ensure!(size <= MAX_FILE_BYTES, "`{}` is larger than {MAX_FILE_BYTES} bytes", path.display());
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
-    parse(&text).with_context(|| format!("invalid directory file `{}`", path.display()))
 }
 
 fn parse(text: &str) -> anyhow::Result<Vec<User>> {

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use regain_host::memory::MemoryAdapter;
 use regain_host::wit::events::AuditEvent;
-use regain_host::wit::flow::{AccountLookup, FlowError, Step, Transition};
+use regain_host::wit::flow::{FlowError, Step};
 use regain_host::wit::types::ClientInfo;
 use regain_host::{ComponentSource, PluginHost, SandboxConfig};
 use std::path::PathBuf;
@@ -28,14 +28,6 @@ struct Cli {
 enum Command {
     /// Run the plugin against a built-in demo directory and show what happens.
     Demo,
-    /// Start a recovery for LOGIN against a JSON directory file and print the outcome.
-    Lookup {
-        /// JSON file: an array of users (id, login, given_name, family_name, ...).
-        #[arg(long, value_name = "FILE")]
-        directory: PathBuf,
-        /// The login to look up.
-        login: String,
-    },
     /// Work with credential presentations.
     Presentation {
         #[command(subcommand)]
@@ -99,7 +91,6 @@ fn load(component: Option<&PathBuf>) -> anyhow::Result<PluginHost<MemoryAdapter>
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo => demo(cli.component.as_ref()).await,
-        Command::Lookup { directory, login } => lookup(cli.component.as_ref(), &directory, &login).await,
         Command::Component { command: ComponentCommand::Info } => info(cli.component.as_ref()),
         Command::Presentation { command: PresentationCommand::Verify(args) } => presentation::verify(&args),
     }
@@ -121,16 +112,14 @@ fn info(component: Option<&PathBuf>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn step_name(step: &Step) -> &'static str {
+fn step_name(step: &Step) -> String {
     match step {
-        Step::AccountLookup(AccountLookup::Found) => "account-lookup: found",
-        Step::AccountLookup(AccountLookup::NotFound) => "account-lookup: not-found",
-        Step::Redirect(_) => "redirect",
-        Step::PresentRequest(_) => "present-request",
-        Step::CaptureSelfie => "capture-selfie",
-        Step::Completed(_) => "completed",
-        Step::EvaluationCompleted(_) => "evaluation-completed",
-        Step::Failed(_) => "failed",
+        Step::Redirect(_) => "redirect".into(),
+        Step::PresentRequest(_) => "present-request".into(),
+        Step::CaptureSelfie => "capture-selfie".into(),
+        Step::Completed(_) => "completed".into(),
+        Step::EvaluationCompleted(_) => "evaluation-completed".into(),
+        Step::Failed(f) => format!("failed ({}, helpdesk {})", f.reason, f.helpdesk_ref),
     }
 }
 
@@ -140,6 +129,7 @@ fn flow_error_json(error: &FlowError) -> serde_json::Value {
         FlowError::InvalidState(m) => ("invalid-state", m),
         FlowError::InvalidInput(m) => ("invalid-input", m),
         FlowError::Host(m) => ("host", m),
+        FlowError::Config(m) => ("config", m),
         FlowError::Unsupported(m) => ("unsupported", m),
     };
     serde_json::json!({ "error": code, "message": message })
@@ -155,23 +145,7 @@ fn audit_json(event: &AuditEvent) -> serde_json::Value {
 }
 
 fn local_client() -> ClientInfo {
-    ClientInfo { address: Some("127.0.0.1".into()), country: None, cross_device: false }
-}
-
-async fn lookup(component: Option<&PathBuf>, directory: &std::path::Path, login: &str) -> anyhow::Result<ExitCode> {
-    let users = directory_file::read(directory)?;
-    let host = load(component)?;
-    let adapter = MemoryAdapter::new(users);
-    let outcome = host.start(adapter.clone(), "default", login, &local_client()).await?;
-    let audit: Vec<_> = adapter.audit_events().iter().map(audit_json).collect();
-    let (out, code) = match outcome {
-        Ok(Transition { step, .. }) => {
-            (serde_json::json!({ "step": step_name(&step), "audit": audit }), ExitCode::SUCCESS)
-        }
-        Err(error) => (flow_error_json(&error), ExitCode::from(EXIT_REFUSED)),
-    };
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(code)
+    ClientInfo { address: Some("127.0.0.1".into()), country: None, cross_device: false, recent_attempts: 0 }
 }
 
 async fn demo(component: Option<&PathBuf>) -> anyhow::Result<ExitCode> {
@@ -197,7 +171,10 @@ async fn demo(component: Option<&PathBuf>) -> anyhow::Result<ExitCode> {
     println!("imports    {}", host.component_imports().join("\n           "));
     println!();
 
-    let adapter = MemoryAdapter::new(directory_file::demo_users());
+    let adapter = MemoryAdapter::builder()
+        .users(directory_file::demo_users())
+        .deployment("default", include_str!("../demo/regain.toml"), &regain_core::policy::DEFAULT_POLICIES)
+        .build();
     for login in ["ana.silva@example.org", "nobody@example.org", "   "] {
         let outcome = host.start(adapter.clone(), "default", login, &local_client()).await.context("plugin call")?;
         match outcome {
@@ -211,7 +188,9 @@ async fn demo(component: Option<&PathBuf>) -> anyhow::Result<ExitCode> {
         println!("  {}", audit_json(&event));
     }
     println!();
-    println!("Next steps of the flow (verification, matching, pass issuance) and the reference");
-    println!("server with its pages are not built yet; see README.md.");
+    println!("Both logins get the same kind of step (an OpenID4VP request for the wallet); the");
+    println!("audit log alone tells them apart. The reference server with its pages, the dev");
+    println!("identity provider and the wallet that complete the flow in a browser are not built");
+    println!("yet; see README.md.");
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,7 @@
 //! Cost of running the real plugin component: compile, cached load, instantiation, and one
-//! `flow.start` in a fresh instance versus a reused one, all with the pooling allocator.
+//! `flow.start` (configuration and policies parsed, eligibility and routing decided, a
+//! presentation request built) in a fresh instance versus a reused one, with the pooling
+//! allocator.
 //!
 //! `cargo bench -p regain-host --bench instantiate`; figures in `docs/benchmarks.md`.
 
@@ -30,7 +32,7 @@ fn users() -> Vec<User> {
 }
 
 fn client() -> ClientInfo {
-    ClientInfo { address: Some("192.0.2.1".into()), country: None, cross_device: false }
+    ClientInfo { address: Some("192.0.2.1".into()), country: None, cross_device: false, recent_attempts: 0 }
 }
 
 fn benches(c: &mut Criterion) {
@@ -38,7 +40,12 @@ fn benches(c: &mut Criterion) {
     let cache = tempfile::tempdir().unwrap();
     let config = SandboxConfig { cache_dir: Some(cache.path().to_path_buf()), ..SandboxConfig::default() };
     let host = PluginHost::<MemoryAdapter>::new(config.clone(), ComponentSource::Bundled).unwrap();
-    let directory = MemoryAdapter::new(users());
+    let deployment = "scope_group = \"recovery\"\n[verifier]\nresponse_uri = \"https://r.example/vp\"\n\
+        [[idv]]\nid = \"idv\"\nissuer = \"https://idv.example\"\nvct = [\"v\"]\ncountries = [\"*\"]\n";
+    let directory = MemoryAdapter::builder()
+        .users(users())
+        .deployment("default", deployment, &regain_core::policy::DEFAULT_POLICIES)
+        .build();
     // A fresh audit log per iteration keeps it from growing; the directory is shared.
     let adapter = || directory.with_fresh_log();
 

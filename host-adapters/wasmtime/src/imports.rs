@@ -8,8 +8,8 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use credentials::{CredentialError, IssuedTap, MethodKind, TapRequest};
-use directory::DirectoryError;
 use deployment::{Bundle, DeploymentError};
+use directory::DirectoryError;
 use events::{AuditEvent, AuditKind, EventsError, NotificationKind};
 use face_check::{FaceCheckError, FaceComparison};
 use trust::TrustError;
@@ -197,7 +197,12 @@ impl<A: Adapter> events::Host for Ctx<A> {
         self.adapter.record_audit(event).await
     }
 
-    async fn count_recent(&mut self, kind: AuditKind, user_id: String, window_seconds: u64) -> Result<u32, EventsError> {
+    async fn count_recent(
+        &mut self,
+        kind: AuditKind,
+        user_id: String,
+        window_seconds: u64,
+    ) -> Result<u32, EventsError> {
         self.adapter.count_recent(kind, user_id, window_seconds).await
     }
 

@@ -78,7 +78,8 @@ impl MemoryBuilder {
     /// A deployment: configuration text and policy files.
     pub fn deployment(mut self, name: &str, config: &str, policies: &[(&str, &str)]) -> Self {
         let source = |(name, text): (&str, &str)| SourceFile { name: name.to_owned(), text: text.to_owned() };
-        let bundle = Bundle { config: source((name, config)), policies: policies.iter().copied().map(source).collect() };
+        let bundle =
+            Bundle { config: source((name, config)), policies: policies.iter().copied().map(source).collect() };
         self.setup.deployments.insert(name.to_owned(), bundle);
         self
     }
@@ -166,7 +167,9 @@ impl Directory for MemoryAdapter {
             .setup
             .users
             .iter()
-            .filter(|u| same_name(u.given_name.as_ref(), &given_name) && same_name(u.family_name.as_ref(), &family_name))
+            .filter(|u| {
+                same_name(u.given_name.as_ref(), &given_name) && same_name(u.family_name.as_ref(), &family_name)
+            })
             .count();
         Ok(u32::try_from(count).unwrap_or(u32::MAX))
     }
@@ -184,7 +187,8 @@ impl Credentials for MemoryAdapter {
         ring::rand::SystemRandom::new()
             .fill(&mut random)
             .map_err(|_| CredentialError::Unavailable("no random source".into()))?;
-        let secret: String = random.iter().map(|b| char::from(ALPHABET[usize::from(b & 31)])).collect();
+        let secret: String =
+            random.iter().filter_map(|b| ALPHABET.get(usize::from(b & 31))).map(|c| char::from(*c)).collect();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let digest = Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
         let mut log = self.log();
@@ -222,7 +226,11 @@ impl Trust for MemoryAdapter {
     }
 
     async fn status_list_token(&self, uri: String) -> Result<String, TrustError> {
-        self.setup.status_lists.get(&uri).cloned().ok_or_else(|| TrustError::Unavailable(format!("no status list for `{uri}`")))
+        self.setup
+            .status_lists
+            .get(&uri)
+            .cloned()
+            .ok_or_else(|| TrustError::Unavailable(format!("no status list for `{uri}`")))
     }
 }
 
@@ -247,7 +255,8 @@ impl Events for MemoryAdapter {
 
     // The in-memory log keeps no timestamps: every event counts, whatever the window.
     async fn count_recent(&self, kind: AuditKind, user_id: String, _window_seconds: u64) -> Result<u32, EventsError> {
-        let count = self.log().audit.iter().filter(|e| e.kind == kind && e.user_id.as_deref() == Some(&user_id)).count();
+        let count =
+            self.log().audit.iter().filter(|e| e.kind == kind && e.user_id.as_deref() == Some(&user_id)).count();
         Ok(u32::try_from(count).unwrap_or(u32::MAX))
     }
 

@@ -78,7 +78,11 @@ fn wallet(step: &Step, given: &str, family: &str, index: u64) -> String {
         iat: now() - 600,
         exp: now() + 86_400,
         status: Some((STATUS_URI, index)),
-        claims: vec![("given_name", json!(given)), ("family_name", json!(family)), ("portrait", json!("aGVsbG8gcG9ydHJhaXQ"))],
+        claims: vec![
+            ("given_name", json!(given)),
+            ("family_name", json!(family)),
+            ("portrait", json!("aGVsbG8gcG9ydHJhaXQ")),
+        ],
     };
     let issued = issue_identity(&credential, &SigningKey::p256(1), &holder);
     let vp = present(&issued, &issued.all(), &holder, &param("nonce"), &param("client_id"), now() - 2);
@@ -187,7 +191,10 @@ async fn a_broken_deployment_is_reported_with_its_position() {
 struct DownDirectory(MemoryAdapter);
 
 impl regain_host::Directory for DownDirectory {
-    async fn find_user_by_login(&self, _login: String) -> Result<Option<regain_host::wit::types::User>, DirectoryError> {
+    async fn find_user_by_login(
+        &self,
+        _login: String,
+    ) -> Result<Option<regain_host::wit::types::User>, DirectoryError> {
         Err(DirectoryError::Unavailable("ldap timeout".into()))
     }
 

@@ -13,7 +13,9 @@ mod bindings {
 
 use bindings::exports::regain::recovery::{admin, flow};
 use bindings::regain::recovery::{credentials, crypto, deployment, directory, events, face_check, trust, types};
-use regain_core::env::{Audit, Clock, Credentials, Directory, Entropy, FaceMatcher, FaceResult, HostError, IssuedTap, TapRequest};
+use regain_core::env::{
+    Audit, Clock, Credentials, Directory, Entropy, FaceMatcher, FaceResult, HostError, IssuedTap, TapRequest,
+};
 use regain_core::jose::{Alg, PublicKey, SignatureVerifier};
 use regain_core::sdjwt::{TrustFailure, TrustSource};
 use regain_core::{AuditEvent, AuditKind, Login, User};
@@ -152,7 +154,8 @@ impl SignatureVerifier for Imports {
             PublicKey::P256 { x, y } => crypto::PublicKey::P256(crypto::P256Point { x: x.to_vec(), y: y.to_vec() }),
             PublicKey::Ed25519(k) => crypto::PublicKey::Ed25519(k.to_vec()),
         };
-        crypto::verify_signature(algorithm, &key, message, signature).map_err(|_| "key does not fit the algorithm".into())
+        crypto::verify_signature(algorithm, &key, message, signature)
+            .map_err(|_| "key does not fit the algorithm".into())
     }
 }
 
@@ -242,7 +245,11 @@ fn load(config_ref: &str) -> Result<regain_core::Loaded, regain_core::FlowError>
 }
 
 impl flow::Guest for Plugin {
-    fn start(config_ref: String, login: String, client: types::ClientInfo) -> Result<flow::Transition, flow::FlowError> {
+    fn start(
+        config_ref: String,
+        login: String,
+        client: types::ClientInfo,
+    ) -> Result<flow::Transition, flow::FlowError> {
         let client = regain_core::Client { country: client.country, recent_attempts: client.recent_attempts };
         load(&config_ref)
             .and_then(|loaded| regain_core::flow::start(&mut Imports, &loaded, &login, &client))

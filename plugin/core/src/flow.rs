@@ -186,16 +186,15 @@ fn audit(
 fn entities(user: &User, deployment: &Deployment, now: u64, unavailable: &[String]) -> Value {
     let group = |id: &str| json!({ "uid": { "type": "Regain::Group", "id": id }, "attrs": {}, "parents": [] });
     let mut list: Vec<Value> = user.groups.iter().map(|g| group(g)).collect();
-    let mut attrs = json!({
-        "enabled": user.enabled,
-        "privileged": user.privileged,
-        "has_signed_in": user.last_sign_in.is_some(),
-    });
+    let mut attrs = serde_json::Map::new();
+    attrs.insert("enabled".into(), json!(user.enabled));
+    attrs.insert("privileged".into(), json!(user.privileged));
+    attrs.insert("has_signed_in".into(), json!(user.last_sign_in.is_some()));
     if let Some(country) = &user.country {
-        attrs["country"] = json!(country);
+        attrs.insert("country".into(), json!(country));
     }
     if let Some(last) = user.last_sign_in {
-        attrs["days_since_sign_in"] = json!(now.saturating_sub(last) / 86_400);
+        attrs.insert("days_since_sign_in".into(), json!(now.saturating_sub(last) / 86_400));
     }
     let parents: Vec<Value> = user.groups.iter().map(|g| json!({ "type": "Regain::Group", "id": g })).collect();
     list.push(json!({ "uid": { "type": "Regain::User", "id": user.id }, "attrs": attrs, "parents": parents }));
