@@ -5,6 +5,7 @@ mod bindings {
     wit_bindgen::generate!({
         world: "plugin",
         path: "../../wit",
+        additional_derives: [PartialEq, Eq],
     });
 
     use crate::Plugin;
@@ -230,17 +231,37 @@ fn flow_error_to_wit(e: regain_core::FlowError) -> flow::FlowError {
     }
 }
 
-/// Fetches and validates the deployment named `config_ref`.
-fn load(config_ref: &str) -> Result<regain_core::Loaded, regain_core::FlowError> {
+/// The last deployment parsed by this instance, with the exact texts it was parsed from.
+///
+/// INVARIANT: the only state an instance keeps between calls. It is derived from the host's
+/// bundle alone (no user data), and it is reused only when the bundle is byte-for-byte the
+/// same, so a changed configuration or policy takes effect at the next call.
+struct Cached {
+    config_ref: String,
+    bundle: deployment::Bundle,
+    loaded: std::sync::Arc<regain_core::Loaded>,
+}
+
+static CACHE: std::sync::Mutex<Option<Cached>> = std::sync::Mutex::new(None);
+
+/// Fetches the deployment named `config_ref`, and parses and validates it unless this
+/// instance parsed the very same bundle before.
+fn load(config_ref: &str) -> Result<std::sync::Arc<regain_core::Loaded>, regain_core::FlowError> {
     let bundle = deployment::get(config_ref).map_err(|e| {
         regain_core::FlowError::Host(HostError(match e {
             deployment::DeploymentError::Unknown(t) => format!("unknown deployment: {t}"),
             deployment::DeploymentError::Unavailable(t) => format!("deployment unavailable: {t}"),
         }))
     })?;
+    let mut cache = CACHE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(cached) = cache.as_ref().filter(|c| c.config_ref == config_ref && c.bundle == bundle) {
+        return Ok(std::sync::Arc::clone(&cached.loaded));
+    }
     let policies: Vec<(&str, &str)> = bundle.policies.iter().map(|p| (p.name.as_str(), p.text.as_str())).collect();
     let mut loaded = regain_core::Loaded::load((&bundle.config.name, &bundle.config.text), &policies)?;
     loaded.reference = config_ref.to_owned();
+    let loaded = std::sync::Arc::new(loaded);
+    *cache = Some(Cached { config_ref: config_ref.to_owned(), bundle, loaded: std::sync::Arc::clone(&loaded) });
     Ok(loaded)
 }
 

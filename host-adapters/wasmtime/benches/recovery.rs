@@ -1,0 +1,150 @@
+//! A whole recovery through the real component (start, presentation, selfie; three plugin
+//! calls), with a fresh instance per call as hosts run it by default, and with one warm
+//! instance whose parsed deployment is reused. The wallet's work between the calls is not
+//! counted.
+//!
+//! `cargo bench -p regain-host --bench recovery`; figures in `docs/benchmarks.md`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "a benchmark that cannot set up may panic")]
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use regain_core::openid4vp::{form_decode, percent_encode};
+use regain_dev_idv::keys::SigningKey;
+use regain_dev_idv::sdjwt::{IdentityCredential, issue_identity, present};
+use regain_host::memory::MemoryAdapter;
+use regain_host::wit::flow::{FlowInput, Step};
+use regain_host::wit::types::{ClientInfo, User};
+use regain_host::{ComponentSource, PluginHost, SandboxConfig};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+const ISSUER: &str = "https://idv.example";
+const URI: &str = "https://idv.example/status/1";
+const CONFIG: &str = r#"
+scope_group = "recovery"
+[verifier]
+response_uri = "https://recovery.example.org/vp/response"
+[[idv]]
+id = "dev-idv"
+issuer = "https://idv.example"
+vct = ["https://idv.example/credentials/identity"]
+countries = ["*"]
+"#;
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn client() -> ClientInfo {
+    ClientInfo { address: None, country: None, cross_device: false, recent_attempts: 0 }
+}
+
+fn wallet(step: &Step) -> String {
+    let Step::PresentRequest(request) = step else { panic!("{step:?}") };
+    let param = |name: &str| {
+        request.url.split(['?', '&']).find_map(|p| p.strip_prefix(&format!("{name}="))).and_then(form_decode).unwrap()
+    };
+    let holder = SigningKey::p256(5);
+    let credential = IdentityCredential {
+        issuer: ISSUER,
+        kid: "k1",
+        vct: "https://idv.example/credentials/identity",
+        iat: now() - 600,
+        exp: now() + 86_400,
+        status: Some((URI, 42)),
+        claims: vec![("given_name", json!("Ana")), ("family_name", json!("Silva")), ("portrait", json!("cG9ydHJhaXQ"))],
+    };
+    let issued = issue_identity(&credential, &SigningKey::p256(1), &holder);
+    let vp = present(&issued, &issued.all(), &holder, &param("nonce"), &param("client_id"), now() - 2);
+    format!("vp_token={}&state={}", percent_encode(&json!({ "identity": [vp] }).to_string()), param("state"))
+}
+
+fn benches(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let config = SandboxConfig { cache_dir: Some(cache.path().to_path_buf()), ..SandboxConfig::default() };
+    let host = PluginHost::<MemoryAdapter>::new(config, ComponentSource::Bundled).unwrap();
+    let issuer = SigningKey::p256(1);
+    let list = regain_dev_idv::status::token(&issuer, Some("k1"), URI, &vec![0u8; 1 << 16], 1, now() - 60, None);
+    let ana = User {
+        id: "u-ana".into(),
+        login: "ana@example.org".into(),
+        given_name: Some("Ana".into()),
+        family_name: Some("Silva".into()),
+        enabled: true,
+        last_sign_in: Some(now() - 86_400),
+        groups: vec!["recovery".into()],
+        country: Some("PT".into()),
+        privileged: false,
+        attributes: vec![],
+    };
+    let world = MemoryAdapter::builder()
+        .users(vec![ana])
+        .deployment("default", CONFIG, &regain_core::policy::DEFAULT_POLICIES)
+        .issuer(ISSUER, &issuer.jwks(Some("k1")).to_string())
+        .status_list(URI, &list)
+        .build();
+
+    let mut group = c.benchmark_group("recovery through the component");
+    group.sample_size(30);
+    group.bench_function("fresh instance per call", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    let a = world.with_fresh_log();
+                    let t0 = Instant::now();
+                    let t1 = host.start(a.clone(), "default", "ana@example.org", &client()).await.unwrap().unwrap();
+                    spent += t0.elapsed();
+                    let body = wallet(&t1.step);
+                    let t0 = Instant::now();
+                    let t2 = host.resume(a.clone(), &t1.state, &FlowInput::Presentation(body)).await.unwrap().unwrap();
+                    let t3 = host.resume(a, &t2.state, &FlowInput::Selfie("face:90".into())).await.unwrap().unwrap();
+                    spent += t0.elapsed();
+                    assert!(matches!(t3.step, Step::Completed(_)), "{:?}", t3.step);
+                }
+                spent
+            })
+        })
+    });
+    group.bench_function("warm instance, deployment parsed once", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    // An instance (and audit log) per recovery, warmed untimed by one call
+                    // that parses the deployment: the attempt limit counts the log.
+                    let mut warm = host.instantiate(world.with_fresh_log()).await.unwrap();
+                    warm.start("default", "nobody@example.org", &client()).await.unwrap().unwrap();
+                    let t0 = Instant::now();
+                    let t1 = warm.start("default", "ana@example.org", &client()).await.unwrap().unwrap();
+                    spent += t0.elapsed();
+                    let body = wallet(&t1.step);
+                    let t0 = Instant::now();
+                    let t2 = warm.resume(&t1.state, &FlowInput::Presentation(body)).await.unwrap().unwrap();
+                    let t3 = warm.resume(&t2.state, &FlowInput::Selfie("face:90".into())).await.unwrap().unwrap();
+                    spent += t0.elapsed();
+                    assert!(matches!(t3.step, Step::Completed(_)), "{:?}", t3.step);
+                }
+                spent
+            })
+        })
+    });
+    group.bench_function("flow.start on a warm instance (per-request overhead)", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let mut instance = host.instantiate(world.with_fresh_log()).await.unwrap();
+                instance.start("default", "nobody@example.org", &client()).await.unwrap().unwrap();
+                let t0 = Instant::now();
+                for _ in 0..iters {
+                    instance.start("default", "nobody@example.org", &client()).await.unwrap().unwrap();
+                }
+                t0.elapsed()
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(recovery, benches);
+criterion_main!(recovery);
