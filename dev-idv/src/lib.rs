@@ -3,6 +3,7 @@
 pub mod keys;
 pub mod sdjwt;
 pub mod status;
+pub mod wallet;
 
 /// Serialises a JSON object, signs it and returns the compact JWS.
 pub fn sign_jws(header: &serde_json::Value, claims: &serde_json::Value, key: &keys::SigningKey) -> String {

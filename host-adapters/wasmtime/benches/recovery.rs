@@ -8,9 +8,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "a benchmark that cannot set up may panic")]
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use regain_core::openid4vp::{form_decode, percent_encode};
 use regain_dev_idv::keys::SigningKey;
-use regain_dev_idv::sdjwt::{IdentityCredential, issue_identity, present};
+use regain_dev_idv::sdjwt::{IdentityCredential, issue_identity};
 use regain_host::memory::MemoryAdapter;
 use regain_host::wit::flow::{FlowInput, Step};
 use regain_host::wit::types::{ClientInfo, User};
@@ -41,9 +40,6 @@ fn client() -> ClientInfo {
 
 fn wallet(step: &Step) -> String {
     let Step::PresentRequest(request) = step else { panic!("{step:?}") };
-    let param = |name: &str| {
-        request.url.split(['?', '&']).find_map(|p| p.strip_prefix(&format!("{name}="))).and_then(form_decode).unwrap()
-    };
     let holder = SigningKey::p256(5);
     let credential = IdentityCredential {
         issuer: ISSUER,
@@ -55,8 +51,7 @@ fn wallet(step: &Step) -> String {
         claims: vec![("given_name", json!("Ana")), ("family_name", json!("Silva")), ("portrait", json!("cG9ydHJhaXQ"))],
     };
     let issued = issue_identity(&credential, &SigningKey::p256(1), &holder);
-    let vp = present(&issued, &issued.all(), &holder, &param("nonce"), &param("client_id"), now() - 2);
-    format!("vp_token={}&state={}", percent_encode(&json!({ "identity": [vp] }).to_string()), param("state"))
+    regain_dev_idv::wallet::answer(&request.url, &issued, &holder, now() - 2).unwrap()
 }
 
 fn benches(c: &mut Criterion) {

@@ -10,10 +10,10 @@
 
 mod support;
 
-use regain_core::openid4vp::{form_decode, percent_encode};
 use regain_core::policy::DEFAULT_POLICIES;
 use regain_dev_idv::keys::SigningKey;
-use regain_dev_idv::sdjwt::{IdentityCredential, issue_identity, present};
+use regain_dev_idv::sdjwt::{IdentityCredential, issue_identity};
+use regain_dev_idv::wallet;
 use regain_host::memory::MemoryAdapter;
 use regain_host::wit::admin::AdminError;
 use regain_host::wit::directory::DirectoryError;
@@ -66,10 +66,7 @@ fn world(config: &str) -> MemoryAdapter {
 /// The dev wallet's answer to a presentation request: a `direct_post` body.
 fn wallet(step: &Step, given: &str, family: &str, index: u64) -> String {
     let Step::PresentRequest(request) = step else { panic!("expected a presentation request, got {step:?}") };
-    let param = |name: &str| {
-        request.url.split(['?', '&']).find_map(|p| p.strip_prefix(&format!("{name}="))).and_then(form_decode).unwrap()
-    };
-    assert_eq!(param("nonce"), request.nonce);
+    assert_eq!(wallet::read_request(&request.url).unwrap().nonce, request.nonce);
     let holder = SigningKey::ed25519(5);
     let credential = IdentityCredential {
         issuer: ISSUER,
@@ -85,8 +82,7 @@ fn wallet(step: &Step, given: &str, family: &str, index: u64) -> String {
         ],
     };
     let issued = issue_identity(&credential, &SigningKey::p256(1), &holder);
-    let vp = present(&issued, &issued.all(), &holder, &param("nonce"), &param("client_id"), now() - 2);
-    format!("vp_token={}&state={}", percent_encode(&json!({ "identity": [vp] }).to_string()), param("state"))
+    wallet::answer(&request.url, &issued, &holder, now() - 2).unwrap()
 }
 
 #[tokio::test]

@@ -11,11 +11,11 @@
 mod support;
 
 use regain_core::flow::{self, Client, FAILED, Input, Loaded, Step, Transition};
-use regain_core::openid4vp::{form_decode, percent_encode};
 use regain_core::policy::DEFAULT_POLICIES;
 use regain_core::{AuditKind, User};
 use regain_dev_idv::keys::SigningKey;
-use regain_dev_idv::sdjwt::{IdentityCredential, issue_identity, present};
+use regain_dev_idv::sdjwt::{IdentityCredential, issue_identity};
+use regain_dev_idv::wallet;
 use serde_json::json;
 use support::*;
 
@@ -87,9 +87,6 @@ fn wallet_post(
     status_index: u64,
 ) -> String {
     let Step::PresentRequest { url, .. } = step else { panic!("expected a presentation request, got {step:?}") };
-    let param = |name: &str| {
-        url.split(['?', '&']).find_map(|p| p.strip_prefix(&format!("{name}="))).and_then(form_decode).unwrap()
-    };
     let holder = SigningKey::p256(2);
     let credential = IdentityCredential {
         issuer,
@@ -105,8 +102,7 @@ fn wallet_post(
         ],
     };
     let issued = issue_identity(&credential, issuer_key, &holder);
-    let vp = present(&issued, &issued.all(), &holder, &param("nonce"), &param("client_id"), NOW - 5);
-    format!("vp_token={}&state={}", percent_encode(&json!({ "identity": [vp] }).to_string()), param("state"))
+    wallet::answer(url, &issued, &holder, NOW - 5).unwrap()
 }
 
 fn post(step: &Step, given: &str, family: &str) -> String {
@@ -180,7 +176,7 @@ trait StepState {
 impl StepState for Transition {
     fn step_state(&self) -> String {
         let Step::PresentRequest { url, .. } = &self.step else { panic!() };
-        url.split('&').find_map(|p| p.strip_prefix("state=")).unwrap().to_owned()
+        wallet::read_request(url).unwrap().state
     }
 }
 
