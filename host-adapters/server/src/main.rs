@@ -163,7 +163,7 @@ async fn demo(component: Option<&PathBuf>) -> anyhow::Result<ExitCode> {
     );
     let config = host.config();
     println!(
-        "sandbox    {} MiB memory, {:?} deadline, {} live instances at most",
+        "sandbox    {} MiB memory, {:?} deadline, {} calls in flight at most",
         config.memory_limit >> 20,
         config.deadline,
         config.max_instances

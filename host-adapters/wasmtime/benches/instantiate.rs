@@ -69,7 +69,12 @@ fn benches(c: &mut Criterion) {
     call.bench_function("fresh instance + flow.start", |b| {
         b.iter_batched(
             adapter,
-            |a| runtime.block_on(host.start(a, "default", black_box("user42@example.org"), &client())).unwrap(),
+            |a| {
+                runtime.block_on(async {
+                    let mut fresh = host.instantiate(a).await.unwrap();
+                    fresh.start("default", black_box("user42@example.org"), &client()).await.unwrap()
+                })
+            },
             BatchSize::SmallInput,
         )
     });

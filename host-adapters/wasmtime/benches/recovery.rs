@@ -89,12 +89,17 @@ fn benches(c: &mut Criterion) {
                 for _ in 0..iters {
                     let a = world.with_fresh_log();
                     let t0 = Instant::now();
-                    let t1 = host.start(a.clone(), "default", "ana@example.org", &client()).await.unwrap().unwrap();
+                    let mut fresh = host.instantiate(a.clone()).await.unwrap();
+                    let t1 = fresh.start("default", "ana@example.org", &client()).await.unwrap().unwrap();
+                    drop(fresh);
                     spent += t0.elapsed();
                     let body = wallet(&t1.step);
                     let t0 = Instant::now();
-                    let t2 = host.resume(a.clone(), &t1.state, &FlowInput::Presentation(body)).await.unwrap().unwrap();
-                    let t3 = host.resume(a, &t2.state, &FlowInput::Selfie("face:90".into())).await.unwrap().unwrap();
+                    let mut fresh = host.instantiate(a.clone()).await.unwrap();
+                    let t2 = fresh.resume(&t1.state, &FlowInput::Presentation(body)).await.unwrap().unwrap();
+                    drop(fresh);
+                    let mut fresh = host.instantiate(a).await.unwrap();
+                    let t3 = fresh.resume(&t2.state, &FlowInput::Selfie("face:90".into())).await.unwrap().unwrap();
                     spent += t0.elapsed();
                     assert!(matches!(t3.step, Step::Completed(_)), "{:?}", t3.step);
                 }

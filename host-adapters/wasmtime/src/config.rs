@@ -6,14 +6,15 @@ use std::time::Duration;
 /// How the plugin is sandboxed and where compiled artefacts are cached.
 ///
 /// The defaults suit a recovery service on a small machine: every call may use 64 MiB of
-/// linear memory and one second of wall-clock time, and 32 instances may be alive at once.
+/// linear memory and one second of wall-clock time, and 32 calls may run at once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxConfig {
     /// Largest linear memory one instance may grow to, in bytes.
     pub memory_limit: usize,
     /// Longest time one call may run, host imports included.
     pub deadline: Duration,
-    /// Most instances alive at the same time; further calls wait for a free slot.
+    /// Most calls in flight at the same time; further calls wait for a free slot. As many
+    /// idle instances are kept warm between calls.
     pub max_instances: u32,
     /// Longest time a call waits for a free slot before it fails as busy.
     pub queue_timeout: Duration,

@@ -53,8 +53,10 @@ impl<A: Adapter> Clone for PluginHost<A> {
     }
 }
 
-struct Inner<A: 'static> {
+struct Inner<A: Adapter> {
     engine: Engine,
+    /// Live instances between calls (each holds its slot); see ADR 0004.
+    idle: std::sync::Mutex<Vec<Instance<A>>>,
     pre: PluginPre<Ctx<A>>,
     config: SandboxConfig,
     slots: Arc<Semaphore>,
@@ -63,7 +65,7 @@ struct Inner<A: 'static> {
     ticker: EpochTicker,
 }
 
-impl<A> Drop for Inner<A> {
+impl<A: Adapter> Drop for Inner<A> {
     fn drop(&mut self) {
         self.ticker.stop();
     }
@@ -105,7 +107,8 @@ impl<A: Adapter> PluginHost<A> {
 
         let ticker = EpochTicker::start(&engine, config.epoch_tick);
         let slots = Arc::new(Semaphore::new(usize::try_from(config.max_instances).unwrap_or(usize::MAX)));
-        Ok(Self { inner: Arc::new(Inner { engine, pre, config, slots, report, imports, ticker }) })
+        let idle = std::sync::Mutex::new(Vec::new());
+        Ok(Self { inner: Arc::new(Inner { engine, idle, pre, config, slots, report, imports, ticker }) })
     }
 
     /// What loading did: compiled or cached, how long it took, the component's hash.
@@ -126,11 +129,20 @@ impl<A: Adapter> PluginHost<A> {
     /// Takes an instance slot (waiting up to the queue timeout) and instantiates the plugin
     /// with `adapter` behind its imports. Dropping the instance frees the slot.
     pub async fn instantiate(&self, adapter: A) -> Result<Instance<A>, CallError> {
-        let config = &self.inner.config;
-        let slot = tokio::time::timeout(config.queue_timeout, Arc::clone(&self.inner.slots).acquire_owned())
+        let slot = self.acquire_slot().await?;
+        self.instantiate_in(slot, adapter).await
+    }
+
+    async fn acquire_slot(&self) -> Result<OwnedSemaphorePermit, CallError> {
+        let wait = self.inner.config.queue_timeout;
+        tokio::time::timeout(wait, Arc::clone(&self.inner.slots).acquire_owned())
             .await
-            .map_err(|_| CallError::Busy(config.queue_timeout))?
-            .map_err(|_| CallError::Busy(config.queue_timeout))?;
+            .map_err(|_| CallError::Busy(wait))?
+            .map_err(|_| CallError::Busy(wait))
+    }
+
+    async fn instantiate_in(&self, slot: OwnedSemaphorePermit, adapter: A) -> Result<Instance<A>, CallError> {
+        let config = &self.inner.config;
         let mut store = Store::new(&self.inner.engine, Ctx::new(adapter, config.memory_limit));
         store.limiter(|ctx| &mut ctx.limiter);
         store.epoch_deadline_trap();
@@ -138,7 +150,7 @@ impl<A: Adapter> PluginHost<A> {
         let mut instance = Instance {
             store,
             plugin: None,
-            _slot: slot,
+            slot: Some(slot),
             deadline: config.deadline,
             ticks: config.deadline_ticks(),
             memory_limit: config.memory_limit,
@@ -154,7 +166,36 @@ impl<A: Adapter> PluginHost<A> {
         Ok(instance)
     }
 
-    /// `flow.start` in a fresh instance.
+    /// An idle instance given `adapter`, or a new one when none is idle.
+    ///
+    /// The slot bounds calls in flight; idle instances hold none, so a waiting call is never
+    /// starved by idle ones.
+    async fn checkout(&self, adapter: A) -> Result<Instance<A>, CallError> {
+        let slot = self.acquire_slot().await?;
+        let idle = self.inner.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
+        match idle {
+            Some(mut instance) => {
+                instance.store.data_mut().set_adapter(adapter);
+                instance.slot = Some(slot);
+                Ok(instance)
+            }
+            None => self.instantiate_in(slot, adapter).await,
+        }
+    }
+
+    /// Keeps an instance whose call succeeded for the next call, up to `max_instances` idle
+    /// ones; a failed one is dropped.
+    fn checkin<R>(&self, mut instance: Instance<A>, outcome: &Result<R, CallError>) {
+        instance.slot = None;
+        if outcome.is_ok() && !instance.poisoned {
+            let mut idle = self.inner.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if idle.len() < usize::try_from(self.inner.config.max_instances).unwrap_or(usize::MAX) {
+                idle.push(instance);
+            }
+        }
+    }
+
+    /// `flow.start` in a warm instance (or a fresh one).
     pub async fn start(
         &self,
         adapter: A,
@@ -162,30 +203,39 @@ impl<A: Adapter> PluginHost<A> {
         login: &str,
         client: &ClientInfo,
     ) -> Result<Result<flow::Transition, flow::FlowError>, CallError> {
-        self.instantiate(adapter).await?.start(config_ref, login, client).await
+        let mut instance = self.checkout(adapter).await?;
+        let outcome = instance.start(config_ref, login, client).await;
+        self.checkin(instance, &outcome);
+        outcome
     }
 
-    /// `flow.resume` in a fresh instance.
+    /// `flow.resume` in a warm instance (or a fresh one).
     pub async fn resume(
         &self,
         adapter: A,
         state: &[u8],
         input: &flow::FlowInput,
     ) -> Result<Result<flow::Transition, flow::FlowError>, CallError> {
-        self.instantiate(adapter).await?.resume(state, input).await
+        let mut instance = self.checkout(adapter).await?;
+        let outcome = instance.resume(state, input).await;
+        self.checkin(instance, &outcome);
+        outcome
     }
 
-    /// `admin.validate` in a fresh instance.
+    /// `admin.validate` in a warm instance (or a fresh one).
     pub async fn validate(
         &self,
         adapter: A,
         config: &admin::SourceFile,
         policies: &[admin::SourceFile],
     ) -> Result<Result<(), admin::AdminError>, CallError> {
-        self.instantiate(adapter).await?.validate(config, policies).await
+        let mut instance = self.checkout(adapter).await?;
+        let outcome = instance.validate(config, policies).await;
+        self.checkin(instance, &outcome);
+        outcome
     }
 
-    /// `admin.explain` in a fresh instance.
+    /// `admin.explain` in a warm instance (or a fresh one).
     pub async fn explain(
         &self,
         adapter: A,
@@ -193,12 +243,16 @@ impl<A: Adapter> PluginHost<A> {
         policies: &[admin::SourceFile],
         login: &str,
     ) -> Result<Result<String, admin::AdminError>, CallError> {
-        self.instantiate(adapter).await?.explain(config, policies, login).await
+        let mut instance = self.checkout(adapter).await?;
+        let outcome = instance.explain(config, policies, login).await;
+        self.checkin(instance, &outcome);
+        outcome
     }
 }
 
 fn make_engine(config: &SandboxConfig) -> Result<Engine, LoadError> {
-    let instances = config.max_instances;
+    // Up to `max_instances` calls in flight plus as many idle instances kept warm.
+    let instances = config.max_instances.saturating_mul(2);
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(instances)
         .total_core_instances(instances.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
@@ -223,8 +277,9 @@ fn make_engine(config: &SandboxConfig) -> Result<Engine, LoadError> {
 pub struct Instance<A: Adapter> {
     store: Store<Ctx<A>>,
     plugin: Option<Plugin>,
-    // Declared after the store: the pool slot is released before the permit.
-    _slot: OwnedSemaphorePermit,
+    // Declared after the store: the pool slot is released before the permit. `None` while
+    // the instance waits idle between calls.
+    slot: Option<OwnedSemaphorePermit>,
     deadline: Duration,
     ticks: u64,
     memory_limit: usize,

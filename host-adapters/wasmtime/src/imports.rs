@@ -111,6 +111,11 @@ impl<A> Ctx<A> {
     pub(crate) fn new(adapter: A, memory_limit: usize) -> Self {
         Self { wasi: sandboxed_wasi(), table: ResourceTable::new(), limiter: MemoryLimiter::new(memory_limit), adapter }
     }
+
+    /// Hands a reused instance the adapter of its new call; the previous call's goes away.
+    pub(crate) fn set_adapter(&mut self, adapter: A) {
+        self.adapter = adapter;
+    }
 }
 
 /// The WASI context every instance gets: nothing to read, nowhere to connect.

@@ -340,3 +340,23 @@ fn what_is_not_a_plugin_is_refused_with_a_clear_error() {
             .unwrap();
     assert_eq!(err.to_string(), "invalid sandbox configuration: `max_instances` must be at least 1");
 }
+
+#[tokio::test]
+async fn warm_instances_serve_each_call_with_its_own_adapter_and_deployment() {
+    let host = PluginHost::new(SandboxConfig { max_instances: 1, ..config() }, ComponentSource::Bundled).unwrap();
+    let first = world(CONFIG);
+    let second = world(CONFIG);
+    host.start(first.clone(), "default", "ana@example.org", &client()).await.unwrap().unwrap();
+    host.start(second.clone(), "default", "bo@example.org", &client()).await.unwrap().unwrap();
+    // One slot: the second call ran on the first call's instance, with its own adapter.
+    assert!(first.audit_events().iter().all(|e| e.user_id.as_deref() == Some("u-ana")));
+    assert!(second.audit_events().iter().all(|e| e.user_id.as_deref() == Some("u-bo")));
+    assert_eq!((first.audit_events().len(), second.audit_events().len()), (2, 2));
+
+    // A changed deployment takes effect at the next call on the same warm instance.
+    let broken = world(&CONFIG.replace("countries = [\"*\"]", "countries = [\"*\"]\nprioritty = 1"));
+    let err = host.start(broken, "default", "ana@example.org", &client()).await.unwrap().unwrap_err();
+    assert!(matches!(err, FlowError::Config(ref t) if t.contains("unknown field `prioritty`")), "{err:?}");
+    let again = host.start(world(CONFIG), "default", "ana@example.org", &client()).await.unwrap().unwrap();
+    assert!(matches!(again.step, Step::PresentRequest(_)));
+}
