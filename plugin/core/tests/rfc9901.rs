@@ -57,9 +57,9 @@ impl TrustSource for Rfc {
     }
 }
 
-fn verify(disclosures: &[&str]) -> Result<sdjwt::VerifiedSdJwt, String> {
-    let presentation = format!("{JWT}~{}", disclosures.iter().map(|d| format!("{d}~")).collect::<String>());
-    let expect = Expectations {
+/// The example's verifier: nonce, audience and time of RFC 9901 §5, no binding or status.
+fn expectations() -> Expectations<'static> {
+    Expectations {
         nonce: "1234567890",
         audience: "https://verifier.example.org",
         vcts: &[],
@@ -70,7 +70,12 @@ fn verify(disclosures: &[&str]) -> Result<sdjwt::VerifiedSdJwt, String> {
         holder_binding: false,
         require_status: false,
         require_expiry: true,
-    };
+    }
+}
+
+fn verify(disclosures: &[&str]) -> Result<sdjwt::VerifiedSdJwt, String> {
+    let presentation = format!("{JWT}~{}", disclosures.iter().map(|d| format!("{d}~")).collect::<String>());
+    let expect = expectations();
     sdjwt::verify_sd_jwt(&presentation, "example+sd-jwt", &expect, &mut Rfc, &RustCrypto).map_err(|r| r.code().into())
 }
 
@@ -129,19 +134,7 @@ fn the_example_rejects_what_the_rfc_says_to_reject() {
     let unreferenced = "WyJkdW1teXNhbHQiLCAiZm9vIiwgImJhciJd"; // ["dummysalt", "foo", "bar"]
     assert_eq!(verify(&[GIVEN_NAME, unreferenced]).unwrap_err(), "disclosure-unreferenced");
     // The same JWT under the SD-JWT VC profile is refused: its `typ` is not `dc+sd-jwt`.
-    let vcts = [];
-    let expect = Expectations {
-        nonce: "n",
-        audience: "a",
-        vcts: &vcts,
-        algs: &ALGS,
-        now: 1_683_000_001,
-        skew: 60,
-        kb_max_age: 300,
-        holder_binding: false,
-        require_status: false,
-        require_expiry: true,
-    };
+    let expect = expectations();
     let err = sdjwt::verify(&format!("{JWT}~"), &expect, &mut Rfc, &RustCrypto).unwrap_err();
     assert_eq!(err.code(), "typ-invalid");
 }
