@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod ida;
 pub mod keys;
 pub mod sdjwt;
 pub mod status;

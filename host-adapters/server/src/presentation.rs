@@ -2,13 +2,14 @@
 //! with trust material from files (the command fetches nothing).
 
 use anyhow::{Context as _, bail};
+use regain_core::config::{Deployment, IdvMode};
 use regain_core::jose::Alg;
 use regain_core::sdjwt::{self, Expectations, MAX_PRESENTATION_BYTES, TrustFailure, TrustSource};
 use regain_host::NativeVerifier;
 use serde_json::json;
 use std::collections::HashMap;
 use std::io::Read as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Clock skew tolerated on every time claim, in seconds.
@@ -31,6 +32,10 @@ pub struct VerifyArgs {
     /// An accepted credential type (`vct`); repeat for several.
     #[arg(long = "vct", value_name = "VCT")]
     vcts: Vec<String>,
+    /// Take trusted issuers (with their `jwks_file`), accepted types and the verifier's time
+    /// rules from a deployment configuration file; `--issuer` and `--vct` add to them.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Verify as of this time (seconds since the Unix epoch) instead of now.
     #[arg(long, value_name = "UNIX_SECONDS")]
     at: Option<u64>,
@@ -78,18 +83,60 @@ fn read_pairs(pairs: &[String], flag: &str) -> anyhow::Result<HashMap<String, St
     Ok(out)
 }
 
+/// What a deployment file contributes: issuers with their key sets, types, time rules.
+struct FromConfig {
+    issuers: HashMap<String, String>,
+    vcts: Vec<String>,
+    skew: u64,
+    kb_max_age: u64,
+    require_status: bool,
+}
+
+/// Reads the OpenID4VP profiles of a deployment file; `jwks_file` is relative to the file.
+#[expect(clippy::print_stderr, reason = "notes about skipped providers go to the command's error channel")]
+fn from_config(path: &Path) -> anyhow::Result<FromConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    let deployment = Deployment::parse(&path.display().to_string(), &text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut out = FromConfig {
+        issuers: HashMap::new(),
+        vcts: Vec::new(),
+        skew: deployment.verifier.clock_skew_seconds,
+        kb_max_age: deployment.verifier.key_binding_max_age_seconds,
+        require_status: deployment.verifier.require_status,
+    };
+    for idv in deployment.idvs.iter().filter(|idv| idv.mode == IdvMode::Openid4vp) {
+        let Some(file) = &idv.jwks_file else {
+            eprintln!("note: provider `{}` has no `jwks_file`; this command fetches nothing, so it is skipped", idv.id);
+            continue;
+        };
+        let file = base.join(file);
+        let jwks = std::fs::read_to_string(&file)
+            .with_context(|| format!("cannot read `{}` (`jwks_file` of `{}`)", file.display(), idv.id))?;
+        out.issuers.insert(idv.issuer.clone(), jwks);
+        out.vcts.extend(idv.vct.iter().filter(|v| !out.vcts.contains(v)).cloned().collect::<Vec<_>>());
+    }
+    Ok(out)
+}
+
 /// Runs the command; `Err` is a usage or configuration error (exit 2).
 pub fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
-    if args.issuers.is_empty() {
-        bail!("no trusted issuer: give at least one `--issuer ISS=JWKS_FILE`");
+    let config = args.config.as_deref().map(from_config).transpose()?;
+    let mut issuers = config.as_ref().map(|c| c.issuers.clone()).unwrap_or_default();
+    for (issuer, jwks) in read_pairs(&args.issuers, "issuer")? {
+        if issuers.insert(issuer.clone(), jwks).is_some() {
+            bail!("`--issuer` names `{issuer}`, which the configuration already trusts");
+        }
     }
-    if args.vcts.is_empty() {
-        bail!("no accepted credential type: give at least one `--vct VCT`");
+    let mut vcts = config.as_ref().map(|c| c.vcts.clone()).unwrap_or_default();
+    vcts.extend(args.vcts.iter().cloned());
+    if issuers.is_empty() {
+        bail!("no trusted issuer: give `--issuer ISS=JWKS_FILE` or a `--config` whose providers have `jwks_file`");
     }
-    let mut trust = FileTrust {
-        issuers: read_pairs(&args.issuers, "issuer")?,
-        lists: read_pairs(&args.status_lists, "status-list")?,
-    };
+    if vcts.is_empty() {
+        bail!("no accepted credential type: give at least one `--vct VCT` or a `--config`");
+    }
+    let mut trust = FileTrust { issuers, lists: read_pairs(&args.status_lists, "status-list")? };
 
     let mut token = String::new();
     std::io::stdin()
@@ -107,13 +154,13 @@ pub fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let expect = Expectations {
         nonce: &args.nonce,
         audience: &args.audience,
-        vcts: &args.vcts,
+        vcts: &vcts,
         algs: &[Alg::Es256, Alg::EdDsa],
         now,
-        skew: SKEW_SECONDS,
-        kb_max_age: KB_MAX_AGE_SECONDS,
+        skew: config.as_ref().map_or(SKEW_SECONDS, |c| c.skew),
+        kb_max_age: config.as_ref().map_or(KB_MAX_AGE_SECONDS, |c| c.kb_max_age),
         holder_binding: !args.no_holder_binding,
-        require_status: !args.allow_no_status,
+        require_status: !args.allow_no_status && config.as_ref().is_none_or(|c| c.require_status),
         require_expiry: true,
     };
     let (out, code) = match sdjwt::verify(&token, &expect, &mut trust, &NativeVerifier) {

@@ -152,3 +152,53 @@ fn usage_errors_exit_two() {
     assert_eq!(no_nonce.status.code(), Some(2), "clap usage errors also exit 2");
     assert!(Path::new(&files.path("jwks.json")).exists());
 }
+
+#[test]
+fn a_deployment_file_supplies_issuers_types_and_time_rules() {
+    let files = Files::new();
+    let config = format!(
+        r#"
+scope_group = "recovery"
+
+[verifier]
+response_uri = "https://recovery.example.org/vp/response"
+
+[[idv]]
+id = "dev-idv"
+issuer = "{ISSUER}"
+vct = ["{VCT}"]
+countries = ["*"]
+jwks_file = "jwks.json"
+
+[[idv]]
+id = "remote-idv"
+issuer = "https://remote.example"
+vct = ["https://remote.example/pid"]
+countries = ["*"]
+jwks_uri = "https://remote.example/jwks"
+"#
+    );
+    std::fs::write(files.path("regain.toml"), config).unwrap();
+    let config_path = files.path("regain.toml");
+    let list = format!("{STATUS_URI}={}", files.path("list.jwt"));
+    let now = NOW.to_string();
+    let base = ["--nonce", "n-1", "--audience", AUDIENCE, "--config", &config_path, "--at", &now];
+
+    let ok = verify(&[&base[..], &["--status-list", &list]].concat(), &presentation(0, "n-1"));
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    let out: Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(out["claims"]["given_name"], "José");
+    assert!(String::from_utf8_lossy(&ok.stderr).contains("`remote-idv` has no `jwks_file`"));
+
+    // The file's `require_status = true` (the default) still fails closed without the list.
+    let closed = verify(&base, &presentation(0, "n-1"));
+    assert_eq!(closed.status.code(), Some(1));
+    assert_eq!(serde_json::from_slice::<Value>(&closed.stdout).unwrap()["reason"], "status-unavailable");
+
+    // A broken file is a configuration error with its position.
+    std::fs::write(files.path("bad.toml"), "scope_group = 3\n").unwrap();
+    let bad_path = files.path("bad.toml");
+    let bad = verify(&["--nonce", "n", "--audience", "a", "--config", &bad_path], "x");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("bad.toml:1:15"), "{}", String::from_utf8_lossy(&bad.stderr));
+}

@@ -239,6 +239,7 @@ impl events::AuditKind {
             K::RecoveryCompleted => "recovery-completed",
             K::RecoveryFailed => "recovery-failed",
             K::EvaluationCompleted => "evaluation-completed",
+            K::FaceCheckPassed => "face-check-passed",
         }
     }
 }

@@ -119,6 +119,7 @@ async fn a_whole_recovery_runs_through_the_component() {
             (AuditKind::IssuanceCompleted, "ok".into()),
             (AuditKind::PresentationCompleted, "ok".into()),
             (AuditKind::AccountMatched, "matched-relaxed".into()),
+            (AuditKind::FaceCheckPassed, "ok".into()),
             (AuditKind::RecoveryCompleted, "ok".into()),
         ]
     );
@@ -127,6 +128,59 @@ async fn a_whole_recovery_runs_through_the_component() {
 
     let again = host.resume(adapter.clone(), &t3.state, &FlowInput::Selfie("face:99".into())).await.unwrap();
     assert_eq!(again.unwrap_err(), FlowError::InvalidInput("invalid input: the flow has already ended".into()));
+}
+
+#[tokio::test]
+async fn an_oidc4ida_recovery_runs_through_the_component() {
+    let config = r#"
+scope_group = "recovery"
+
+[verifier]
+response_uri = "https://recovery.example.org/vp/response"
+
+[[idv]]
+id = "ida"
+issuer = "https://idv.example"
+mode = "oidc4ida"
+countries = ["*"]
+
+[idv.oidc4ida]
+authorization_endpoint = "https://idv.example/authorize"
+token_endpoint = "https://idv.example/token"
+client_id = "regain-recovery"
+redirect_uri = "https://recovery.example.org/idv/callback"
+"#;
+    let host = plugin();
+    let adapter = world(config);
+    let t1 = host.start(adapter.clone(), "default", "ana@example.org", &client()).await.unwrap().unwrap();
+    let Step::Redirect(redirect) = &t1.step else { panic!("{:?}", t1.step) };
+    assert!(redirect.url.starts_with("https://idv.example/authorize?response_type=code&"));
+    assert!(redirect.url.contains(&format!("state={}&", redirect.state)));
+    let nonce = redirect.url.split("nonce=").nth(1).unwrap().split('&').next().unwrap();
+    let assertion = regain_dev_idv::ida::Assertion {
+        issuer: ISSUER,
+        kid: "k1",
+        client_id: "regain-recovery",
+        nonce,
+        subject: "s-1",
+        iat: now() - 5,
+        trust_framework: "eidas",
+        face_method: Some("bvr"),
+        claims: vec![("given_name", json!("Ana")), ("family_name", json!("Silva"))],
+    };
+    let token = assertion.id_token(&SigningKey::p256(1));
+
+    let presentation = host.resume(adapter.clone(), &t1.state, &FlowInput::Presentation("x".into())).await.unwrap();
+    assert_eq!(presentation.unwrap_err(), FlowError::InvalidInput("invalid input: an ID token is expected".into()));
+    let t2 = host.resume(adapter.clone(), &t1.state, &FlowInput::IdToken(token)).await.unwrap().unwrap();
+    assert!(matches!(&t2.step, Step::Completed(pass) if pass.one_time), "{:?}", adapter.audit_events());
+    assert_eq!(adapter.taps().len(), 1);
+    let last: Vec<(AuditKind, String)> =
+        adapter.audit_events().into_iter().rev().take(2).map(|e| (e.kind, e.reason)).collect();
+    assert_eq!(
+        last,
+        vec![(AuditKind::RecoveryCompleted, "ok".into()), (AuditKind::FaceCheckPassed, "idv-evidence:bvr".into())]
+    );
 }
 
 #[tokio::test]

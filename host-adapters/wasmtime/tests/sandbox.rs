@@ -11,7 +11,7 @@
 mod support;
 
 use regain_host::memory::MemoryAdapter;
-use regain_host::wit::flow::Step;
+use regain_host::wit::flow::{ProviderRedirect, Step};
 use regain_host::{CallError, ComponentSource, PluginHost, SandboxConfig};
 use std::path::Path;
 use std::sync::Arc;
@@ -23,12 +23,17 @@ fn guest(config: SandboxConfig) -> PluginHost<MemoryAdapter> {
     PluginHost::new(config, ComponentSource::File(Path::new(TEST_GUEST))).expect("test guest loads")
 }
 
+/// The test guest's answer: a redirect whose URL says what it found.
+fn redirect(url: &str) -> Step {
+    Step::Redirect(ProviderRedirect { url: url.into(), state: String::new(), code_verifier: String::new() })
+}
+
 /// The request every test makes after a misbehaviour: the host must still answer it.
 async fn serves_normally(host: &PluginHost<MemoryAdapter>) {
     let found = host.start(directory(), "cfg", "ana@example.org", &client()).await.unwrap().unwrap();
-    assert_eq!(found.step, Step::Redirect("found".into()));
+    assert_eq!(found.step, redirect("found"));
     let missing = host.start(directory(), "cfg", "nobody@example.org", &client()).await.unwrap().unwrap();
-    assert_eq!(missing.step, Step::Redirect("not-found".into()));
+    assert_eq!(missing.step, redirect("not-found"));
 }
 
 // A hang guard, not a speed assertion: a broken deadline would hang the test forever.
@@ -78,7 +83,7 @@ async fn a_reused_instance_serves_many_calls() {
     let mut instance = host.instantiate(directory()).await.unwrap();
     for _ in 0..50 {
         let t = instance.start("cfg", "bo@example.org", &client()).await.unwrap().unwrap();
-        assert_eq!(t.step, Step::Redirect("found".into()));
+        assert_eq!(t.step, redirect("found"));
     }
 }
 
@@ -107,7 +112,7 @@ async fn sixty_four_concurrent_calls_all_succeed_within_the_instance_bound() {
     for call in calls {
         let (i, step) = within_a_minute(call).await.unwrap();
         let expected = if i % 2 == 0 { "found" } else { "not-found" };
-        assert_eq!(step, Step::Redirect(expected.into()), "call {i}");
+        assert_eq!(step, redirect(expected), "call {i}");
     }
     assert_eq!(gauge.total.load(Ordering::SeqCst), 64);
     let max = gauge.max.load(Ordering::SeqCst);

@@ -197,12 +197,16 @@ fn audit_kind_to_wit(kind: AuditKind) -> events::AuditKind {
         AuditKind::RecoveryCompleted => W::RecoveryCompleted,
         AuditKind::RecoveryFailed => W::RecoveryFailed,
         AuditKind::EvaluationCompleted => W::EvaluationCompleted,
+        AuditKind::FaceCheckPassed => W::FaceCheckPassed,
     }
 }
 
 fn transition_to_wit(t: regain_core::Transition) -> flow::Transition {
     use regain_core::Step as S;
     let step = match t.step {
+        S::Redirect { url, state, code_verifier } => {
+            flow::Step::Redirect(flow::ProviderRedirect { url, state, code_verifier })
+        }
         S::PresentRequest { url, nonce } => flow::Step::PresentRequest(flow::PresentationRequest { url, nonce }),
         S::CaptureSelfie => flow::Step::CaptureSelfie,
         S::Completed { secret, expires_at, one_time } => {

@@ -224,6 +224,49 @@ pub enum IdvMode {
     /// The provider issues an SD-JWT VC to the wallet, presented over OpenID4VP.
     #[default]
     Openid4vp,
+    /// The provider returns `verified_claims` in an ID token (OIDC code flow with PKCE); the
+    /// host exchanges the code and hands the plugin the ID token.
+    Oidc4ida,
+}
+
+impl IdvMode {
+    /// The name used in the file and in policies (`Regain::Idv` attribute `mode`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Openid4vp => "openid4vp",
+            Self::Oidc4ida => "oidc4ida",
+        }
+    }
+}
+
+/// The OpenID Connect side of an OIDC4IDA provider.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Oidc4idaSettings {
+    /// The provider's authorization endpoint; the user's browser is sent there.
+    pub authorization_endpoint: String,
+    /// The provider's token endpoint; the host exchanges the code there.
+    pub token_endpoint: String,
+    /// Regain's client identifier at the provider; the ID token's `aud`.
+    pub client_id: String,
+    /// Where the provider sends the browser back with the code (a host endpoint).
+    pub redirect_uri: String,
+    /// Accepted `verification.trust_framework` values; empty accepts any.
+    #[serde(default)]
+    pub trust_frameworks: Vec<String>,
+    /// Evidence `check_method` values accepted as a face comparison by the provider.
+    #[serde(default = "default_face_methods")]
+    pub face_methods: Vec<String>,
+    /// Oldest ID token accepted, in seconds after its `iat`.
+    #[serde(default = "default_id_token_age")]
+    pub max_age_seconds: u64,
+}
+
+fn default_face_methods() -> Vec<String> {
+    crate::ida::FACE_METHODS.iter().map(|m| (*m).to_owned()).collect()
+}
+fn default_id_token_age() -> u64 {
+    600
 }
 
 /// An identity verification provider.
@@ -237,8 +280,19 @@ pub struct IdvProfile {
     /// How results are delivered.
     #[serde(default)]
     pub mode: IdvMode,
-    /// Accepted credential types.
+    /// Accepted credential types (OpenID4VP mode).
+    #[serde(default)]
     pub vct: Vec<String>,
+    /// A JWK Set file with the issuer's public keys, relative to the configuration file; read
+    /// by the host, which serves it through `trust.issuer-keys`.
+    #[serde(default)]
+    pub jwks_file: Option<String>,
+    /// Where the host fetches the issuer's JWK Set instead.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// The OpenID Connect settings (OIDC4IDA mode).
+    #[serde(default)]
+    pub oidc4ida: Option<Oidc4idaSettings>,
     /// ISO 3166-1 alpha-2 countries served; `*` for all.
     pub countries: Vec<String>,
     /// Lower numbers are tried first.
@@ -261,6 +315,14 @@ pub struct ConfigError {
     pub column: u32,
     /// What is wrong, naming the key.
     pub message: String,
+}
+
+/// `https://`, or `http://` on the loopback host.
+fn is_https_or_loopback(url: &str) -> bool {
+    url.starts_with("https://")
+        || ["http://localhost", "http://127.0.0.1", "http://[::1]"].iter().any(|loopback| {
+            url.strip_prefix(loopback).is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/']))
+        })
 }
 
 impl Deployment {
@@ -297,17 +359,43 @@ impl Deployment {
             if self.idvs.iter().skip(i + 1).any(|other| other.id == idv.id) {
                 return Err(format!("`idv.id` `{}` is used twice", idv.id));
             }
-            if idv.vct.is_empty() {
-                return Err(format!("`idv.vct` of `{}` is empty", idv.id));
+            match (idv.mode, &idv.oidc4ida) {
+                (IdvMode::Openid4vp, None) if idv.vct.is_empty() => {
+                    return Err(format!("`idv.vct` of `{}` is empty", idv.id));
+                }
+                (IdvMode::Openid4vp, None) => {}
+                (IdvMode::Openid4vp, Some(_)) => {
+                    return Err(format!("`idv.oidc4ida` of `{}` needs `mode = \"oidc4ida\"`", idv.id));
+                }
+                (IdvMode::Oidc4ida, None) => {
+                    return Err(format!("`idv.oidc4ida` is required for `{}` (mode `oidc4ida`)", idv.id));
+                }
+                (IdvMode::Oidc4ida, Some(oidc)) => {
+                    if oidc.face_methods.is_empty() {
+                        return Err(format!("`idv.oidc4ida.face_methods` of `{}` is empty", idv.id));
+                    }
+                    for (key, url) in [
+                        ("authorization_endpoint", &oidc.authorization_endpoint),
+                        ("token_endpoint", &oidc.token_endpoint),
+                        ("redirect_uri", &oidc.redirect_uri),
+                    ] {
+                        if !is_https_or_loopback(url) {
+                            return Err(format!(
+                                "`idv.oidc4ida.{key}` of `{}` must be an https URL (http only on localhost)",
+                                idv.id
+                            ));
+                        }
+                    }
+                }
+            }
+            if idv.jwks_file.is_some() && idv.jwks_uri.is_some() {
+                return Err(format!("`idv.jwks_file` and `idv.jwks_uri` of `{}` exclude each other", idv.id));
             }
         }
         if self.scope_group.trim().is_empty() {
             return Err("`scope_group` is empty".into());
         }
-        if !self.verifier.response_uri.starts_with("https://")
-            && !self.verifier.response_uri.starts_with("http://localhost")
-            && !self.verifier.response_uri.starts_with("http://127.0.0.1")
-        {
+        if !is_https_or_loopback(&self.verifier.response_uri) {
             return Err("`verifier.response_uri` must be an https URL (http only on localhost)".into());
         }
         Ok(())
@@ -379,5 +467,34 @@ countries = ["*"]
         assert!(Deployment::parse("r", &http).unwrap_err().message.contains("https"));
         let twice = format!("{MINIMAL}\n[[idv]]\nid = \"dev-idv\"\nissuer = \"x\"\nvct = [\"v\"]\ncountries = []\n");
         assert!(Deployment::parse("r", &twice).unwrap_err().message.contains("used twice"));
+    }
+
+    #[test]
+    fn oidc4ida_profiles_need_their_endpoints_on_https() {
+        let ida = |extra: &str| {
+            format!(
+                "{MINIMAL}\n[[idv]]\nid = \"ida\"\nissuer = \"https://ida.example\"\nmode = \"oidc4ida\"\n\
+                 countries = [\"*\"]\n{extra}"
+            )
+        };
+        let table = "[idv.oidc4ida]\nauthorization_endpoint = \"https://ida.example/authorize\"\n\
+                     token_endpoint = \"https://ida.example/token\"\nclient_id = \"regain\"\n\
+                     redirect_uri = \"https://recovery.example.org/idv/callback\"\n";
+        let d = Deployment::parse("r", &ida(table)).unwrap();
+        let oidc = d.idvs[1].oidc4ida.as_ref().unwrap();
+        assert_eq!((oidc.max_age_seconds, oidc.face_methods.len()), (600, 4));
+        assert_eq!(d.idvs[1].mode.as_str(), "oidc4ida");
+
+        assert!(Deployment::parse("r", &ida("")).unwrap_err().message.contains("`idv.oidc4ida` is required"));
+        let http = table.replace("https://ida.example/token", "http://ida.example/token");
+        assert!(Deployment::parse("r", &ida(&http)).unwrap_err().message.contains("`idv.oidc4ida.token_endpoint`"));
+        let lookalike = table.replace("https://ida.example/token", "http://localhost.evil.example/token");
+        assert!(Deployment::parse("r", &ida(&lookalike)).is_err());
+        let loopback = table.replace("https://ida.example/token", "http://127.0.0.1:8081/token");
+        assert!(Deployment::parse("r", &ida(&loopback)).is_ok());
+        let no_methods = format!("{table}face_methods = []\n");
+        assert!(Deployment::parse("r", &ida(&no_methods)).unwrap_err().message.contains("face_methods"));
+        let misplaced = MINIMAL.replace("countries = [\"*\"]", &format!("countries = [\"*\"]\n{table}"));
+        assert!(Deployment::parse("r", &misplaced).unwrap_err().message.contains("needs `mode = \"oidc4ida\"`"));
     }
 }

@@ -172,6 +172,8 @@ pub enum AuditKind {
     RecoveryFailed,
     /// An evaluation-mode flow ran to its end and issued nothing.
     EvaluationCompleted,
+    /// The face comparison passed (Regain's own, or the provider's evidence).
+    FaceCheckPassed,
 }
 
 /// One audit record: reason codes, never documents, photos or secrets.

@@ -1,9 +1,11 @@
 //! The recovery flow as a state machine driven by the host (DESIGN §1 steps 1-8).
 //!
 //! ```text
-//! start ──► eligibility (Cedar) ──► routing (Cedar + priority) ──► present-request
-//! resume(presentation) ──► verify ──► match ──► capture-selfie
+//! start ──► eligibility (Cedar) ──► routing (Cedar + priority) ──► present-request | redirect
+//! resume(presentation) ──► verify SD-JWT VC ──► match ──► capture-selfie
 //! resume(selfie) ──► face check ──► pass decision (Cedar) ──► completed | evaluation-completed
+//! resume(id-token) ──► verify OIDC4IDA ID token ──► match ──► pass decision (the provider
+//!                      compared the face; its evidence must say so) ──► completed | ...
 //! any failure ──► failed(recovery-failed, helpdesk ref)   (details in the audit log only)
 //! ```
 //!
@@ -12,8 +14,9 @@
 //! is kept in the state and the audit log. No input sequence reaches `completed` without a
 //! verified presentation, an account match, a face check at the threshold and a permit.
 
-use crate::config::{Deployment, Mode};
+use crate::config::{Deployment, IdvMode, IdvProfile, Mode};
 use crate::env::{AuditEvent, AuditKind, Environment, HostError, TapRequest, User};
+use crate::ida::{self, IdTokenExpectations};
 use crate::jose::{Alg, PublicKey, SignatureVerifier};
 use crate::login::{InvalidLogin, Login};
 use crate::matching::{Binding, MatchInput, match_account};
@@ -64,6 +67,16 @@ pub struct Client {
 /// it handles it.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Step {
+    /// Send the browser to an OIDC4IDA provider (authorization code flow with PKCE).
+    Redirect {
+        /// The authorization request URL.
+        url: String,
+        /// Its `state`: the callback carrying it belongs to this flow, once.
+        state: String,
+        /// The PKCE code verifier the host sends with the token request (the URL carries its
+        /// S256 challenge). A secret: never logged.
+        code_verifier: String,
+    },
     /// Show this OpenID4VP request (redirect same-device, QR code cross-device).
     PresentRequest {
         /// The request URL.
@@ -101,6 +114,7 @@ pub enum Step {
 impl fmt::Debug for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::Redirect { .. } => f.write_str("Redirect"),
             Self::PresentRequest { .. } => f.write_str("PresentRequest"),
             Self::CaptureSelfie => f.write_str("CaptureSelfie"),
             Self::Completed { expires_at, one_time, .. } => {
@@ -214,7 +228,7 @@ fn entities(user: &User, deployment: &Deployment, now: u64, unavailable: &[Strin
                 "countries": idv.countries,
                 "priority": idv.priority,
                 "available": idv.available && !unavailable.contains(&idv.id),
-                "mode": "openid4vp",
+                "mode": idv.mode.as_str(),
             },
             "parents": [],
         }));
@@ -261,15 +275,51 @@ fn route(
     Ok(None)
 }
 
-fn request_step(env: &mut impl Environment, loaded: &Loaded, state: &mut FlowState) -> Result<Step, FlowError> {
-    let d = &loaded.deployment;
-    let idv = d
+fn profile<'d>(deployment: &'d Deployment, id: &str) -> Result<&'d IdvProfile, FlowError> {
+    deployment
         .idvs
         .iter()
-        .find(|i| i.id == state.idv)
-        .ok_or_else(|| FlowError::Config(format!("provider `{}` is not configured", state.idv)))?;
-    let mut claims = vec!["given_name", "family_name", d.face_check.portrait_claim.as_str()];
+        .find(|i| i.id == id)
+        .ok_or_else(|| FlowError::Config(format!("provider `{id}` is not configured")))
+}
+
+/// The claims the flow asks the provider for.
+fn wanted_claims(d: &Deployment, portrait: bool) -> Vec<&str> {
+    let mut claims = vec!["given_name", "family_name"];
+    if portrait {
+        claims.push(d.face_check.portrait_claim.as_str());
+    }
     claims.extend(d.matching.bind.iter().map(|b| b.claim.as_str()));
+    claims
+}
+
+fn request_step(env: &mut impl Environment, loaded: &Loaded, state: &mut FlowState) -> Result<Step, FlowError> {
+    let d = &loaded.deployment;
+    let idv = profile(d, &state.idv)?;
+    if let (IdvMode::Oidc4ida, Some(oidc)) = (idv.mode, &idv.oidc4ida) {
+        let nonce = openid4vp::random_token(env);
+        let oauth_state = openid4vp::random_token(env);
+        let code_verifier = openid4vp::random_token(env);
+        let challenge = crate::jose::b64url_encode(&<sha2::Sha256 as sha2::Digest>::digest(code_verifier.as_bytes()));
+        let claims = ida::claims_request(&wanted_claims(d, false), &oidc.trust_frameworks).to_string();
+        let separator = if oidc.authorization_endpoint.contains('?') { '&' } else { '?' };
+        let enc = openid4vp::percent_encode;
+        let url = format!(
+            "{}{separator}response_type=code&client_id={}&redirect_uri={}&scope=openid&state={}&nonce={}\
+             &code_challenge={challenge}&code_challenge_method=S256&claims={}",
+            oidc.authorization_endpoint,
+            enc(&oidc.client_id),
+            enc(&oidc.redirect_uri),
+            enc(&oauth_state),
+            enc(&nonce),
+            enc(&claims),
+        );
+        state.nonce = nonce;
+        state.vp_state = oauth_state.clone();
+        state.client_id = oidc.client_id.clone();
+        return Ok(Step::Redirect { url, state: oauth_state, code_verifier });
+    }
+    let claims = wanted_claims(d, true);
     let request = openid4vp::build_request(
         env,
         &RequestParams {
@@ -385,11 +435,14 @@ pub fn resume(env: &mut impl Environment, loaded: &Loaded, blob: &[u8], input: I
     }
     match (state.stage, input) {
         (Stage::Done, _) => Err(FlowError::InvalidInput("the flow has already ended".into())),
-        (_, Input::IdToken(_)) => Err(FlowError::Unsupported("OIDC4IDA results")),
         (Stage::AwaitingPresentation, Input::ProviderUnavailable(id)) => reroute(env, loaded, state, id),
-        (Stage::AwaitingPresentation, Input::Presentation(body)) => on_presentation(env, loaded, state, &body),
+        (Stage::AwaitingPresentation, input) => match (profile(&loaded.deployment, &state.idv)?.mode, input) {
+            (IdvMode::Openid4vp, Input::Presentation(body)) => on_presentation(env, loaded, state, &body),
+            (IdvMode::Oidc4ida, Input::IdToken(token)) => on_id_token(env, loaded, state, &token),
+            (IdvMode::Openid4vp, _) => Err(FlowError::InvalidInput("a presentation is expected".into())),
+            (IdvMode::Oidc4ida, _) => Err(FlowError::InvalidInput("an ID token is expected".into())),
+        },
         (Stage::AwaitingSelfie, Input::Selfie(selfie)) => on_selfie(env, loaded, state, &selfie),
-        (Stage::AwaitingPresentation, _) => Err(FlowError::InvalidInput("a presentation is expected".into())),
         (Stage::AwaitingSelfie, _) => Err(FlowError::InvalidInput("a selfie is expected".into())),
     }
 }
@@ -455,11 +508,7 @@ fn on_presentation(
     let presentation =
         openid4vp::parse_direct_post(body, &state.vp_state).map_err(|e| FlowError::InvalidInput(e.to_string()))?;
     let d = &loaded.deployment;
-    let idv = d
-        .idvs
-        .iter()
-        .find(|i| i.id == state.idv)
-        .ok_or_else(|| FlowError::Config(format!("provider `{}` is not configured", state.idv)))?;
+    let idv = profile(d, &state.idv)?;
     let now = env.now_unix();
     let expect = Expectations {
         nonce: &state.nonce,
@@ -481,46 +530,104 @@ fn on_presentation(
             return fail(loaded, state, rejection.code());
         }
     };
-    audit(env, &state, AuditKind::IssuanceCompleted, "ok", false)?;
-    audit(env, &state, AuditKind::PresentationCompleted, "ok", false)?;
-    if let Some(doomed) = state.doomed.clone() {
-        audit(env, &state, AuditKind::RecoveryFailed, &doomed, true)?;
-        return fail(loaded, state, &doomed);
-    }
+    let matched = match match_verified(env, loaded, &state, &vc.claims)? {
+        Ok(reason) => reason,
+        Err(reason) => return fail(loaded, state, &reason),
+    };
+    let Some(portrait) = vc.claims.get(&d.face_check.portrait_claim).and_then(Value::as_str) else {
+        audit(env, &state, AuditKind::DocumentFailed, "portrait-missing", true)?;
+        return fail(loaded, state, "portrait-missing");
+    };
+    state.portrait = Some(portrait.to_owned());
+    state.match_reason = Some(matched.to_owned());
+    state.holder_bound = vc.holder_bound;
+    state.issuer = Some(vc.issuer);
+    state.vct = Some(vc.vct);
+    state.stage = Stage::AwaitingSelfie;
+    finish(state, Step::CaptureSelfie)
+}
 
+fn on_id_token(
+    env: &mut impl Environment,
+    loaded: &Loaded,
+    mut state: FlowState,
+    token: &str,
+) -> Result<Transition, FlowError> {
+    let d = &loaded.deployment;
+    let idv = profile(d, &state.idv)?;
+    let Some(oidc) = &idv.oidc4ida else {
+        return Err(FlowError::Config(format!("provider `{}` has no `oidc4ida` settings", idv.id)));
+    };
+    let expect = IdTokenExpectations {
+        issuer: &idv.issuer,
+        client_id: &state.client_id,
+        nonce: &state.nonce,
+        algs: &[Alg::Es256, Alg::EdDsa],
+        now: env.now_unix(),
+        skew: d.verifier.clock_skew_seconds,
+        max_age: oidc.max_age_seconds,
+        trust_frameworks: &oidc.trust_frameworks,
+        face_methods: &oidc.face_methods,
+    };
+    let verified = ida::verify_id_token(token, &expect, &mut Scoped { env: &mut *env, issuer: &idv.issuer });
+    let identity = match verified {
+        Ok(identity) => identity,
+        Err(rejection) => {
+            audit(env, &state, AuditKind::DocumentFailed, rejection.code(), true)?;
+            return fail(loaded, state, rejection.code());
+        }
+    };
+    let matched = match match_verified(env, loaded, &state, &identity.claims)? {
+        Ok(reason) => reason,
+        Err(reason) => return fail(loaded, state, &reason),
+    };
+    // The provider compared the face with the document; its evidence says how.
+    audit(env, &state, AuditKind::FaceCheckPassed, &format!("idv-evidence:{}", identity.face_method), false)?;
+    state.match_reason = Some(matched.to_owned());
+    // The ID token came back through this flow's code exchange (PKCE) with its nonce.
+    state.holder_bound = true;
+    state.issuer = Some(identity.issuer);
+    state.vct = Some(String::new());
+    grant(env, loaded, state, &FaceOutcome { score: 0, live: true, source: "idv" })
+}
+
+/// After verification: audits it, ends doomed flows, and matches the verified claims to the
+/// account. `Ok(Err(reason))` means the flow must fail with that reason (already audited).
+fn match_verified(
+    env: &mut impl Environment,
+    loaded: &Loaded,
+    state: &FlowState,
+    claims: &serde_json::Map<String, Value>,
+) -> Result<Result<&'static str, String>, FlowError> {
+    audit(env, state, AuditKind::IssuanceCompleted, "ok", false)?;
+    audit(env, state, AuditKind::PresentationCompleted, "ok", false)?;
+    if let Some(doomed) = state.doomed.clone() {
+        audit(env, state, AuditKind::RecoveryFailed, &doomed, true)?;
+        return Ok(Err(doomed));
+    }
     let Some(user) = env.find_user_by_login(&Login::parse(&state.login)?)? else {
-        audit(env, &state, AuditKind::RecoveryFailed, "user-gone", true)?;
-        return fail(loaded, state, "user-gone");
+        audit(env, state, AuditKind::RecoveryFailed, "user-gone", true)?;
+        return Ok(Err("user-gone".into()));
     };
     let same_name = match (&user.given_name, &user.family_name) {
         (Some(g), Some(f)) => env.count_users_by_name(g, f)?,
         _ => 0,
     };
+    let d = &loaded.deployment;
     let bindings: Vec<Binding> = d.matching.bind.iter().map(Binding::from).collect();
     let matched = match_account(&MatchInput {
-        claims: &vc.claims,
+        claims,
         user: &user,
         same_name_users: same_name,
         bindings: &bindings,
         level: d.matching.level.into(),
     });
     if !matched.matched {
-        audit(env, &state, AuditKind::AccountNotMatched, matched.reason, true)?;
-        return fail(loaded, state, matched.reason);
+        audit(env, state, AuditKind::AccountNotMatched, matched.reason, true)?;
+        return Ok(Err(matched.reason.to_owned()));
     }
-    audit(env, &state, AuditKind::AccountMatched, matched.reason, false)?;
-
-    let Some(portrait) = vc.claims.get(&d.face_check.portrait_claim).and_then(Value::as_str) else {
-        audit(env, &state, AuditKind::DocumentFailed, "portrait-missing", true)?;
-        return fail(loaded, state, "portrait-missing");
-    };
-    state.portrait = Some(portrait.to_owned());
-    state.match_reason = Some(matched.reason.to_owned());
-    state.holder_bound = vc.holder_bound;
-    state.issuer = Some(vc.issuer);
-    state.vct = Some(vc.vct);
-    state.stage = Stage::AwaitingSelfie;
-    finish(state, Step::CaptureSelfie)
+    audit(env, state, AuditKind::AccountMatched, matched.reason, false)?;
+    Ok(Ok(matched.reason))
 }
 
 /// Decodes a portrait claim: base64 or base64url, optionally as a `data:` URL.
@@ -570,7 +677,27 @@ fn on_selfie(
         audit(env, &state, AuditKind::FaceCheckFailed, code, true)?;
         return fail(loaded, state, code);
     }
+    audit(env, &state, AuditKind::FaceCheckPassed, "ok", false)?;
+    grant(env, loaded, state, &FaceOutcome { score: face.score, live: face.live, source: "regain" })
+}
 
+/// The face comparison that went into the pass decision.
+struct FaceOutcome {
+    /// 0-100; 0 when the provider compared and gave no score.
+    score: u8,
+    live: bool,
+    /// `regain` (selfie against the credential portrait) or `idv` (the provider's evidence).
+    source: &'static str,
+}
+
+/// The pass decision and, when permitted, the pass.
+fn grant(
+    env: &mut impl Environment,
+    loaded: &Loaded,
+    state: FlowState,
+    face: &FaceOutcome,
+) -> Result<Transition, FlowError> {
+    let d = &loaded.deployment;
     let now = env.now_unix();
     let user = env.find_user_by_login(&Login::parse(&state.login)?)?;
     let Some(user) = user.filter(|u| Some(&u.id) == state.user_id.as_ref()) else {
@@ -580,6 +707,7 @@ fn on_selfie(
     let context = json!({
         "match_reason": state.match_reason.clone().unwrap_or_default(),
         "face_score": face.score,
+        "face_source": face.source,
         "live": face.live,
         "holder_bound": state.holder_bound,
         "issuer": state.issuer.clone().unwrap_or_default(),

@@ -3,6 +3,7 @@
 pub mod config;
 pub mod env;
 pub mod flow;
+pub mod ida;
 pub mod jose;
 pub mod json;
 mod login;

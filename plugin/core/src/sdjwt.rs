@@ -149,6 +149,25 @@ pub enum Rejection {
     /// The signature verifier could not run.
     #[error("signature verifier failed: {0}")]
     VerifierFailed(String),
+    /// An ID token's `aud` does not contain this client, or `azp` names another.
+    #[error("ID token audience does not match")]
+    AudienceMismatch,
+    /// An ID token's `nonce` is missing or not this flow's.
+    #[error("ID token nonce does not match")]
+    NonceMismatch,
+    /// An ID token's `iat` is older than the accepted age.
+    #[error("ID token was issued too long ago")]
+    IssuedTooLongAgo,
+    /// An ID token has no usable `verified_claims` (with `verification.trust_framework` and
+    /// `claims`).
+    #[error("ID token has no verified claims")]
+    VerifiedClaimsMissing,
+    /// No `verified_claims` element is under an accepted trust framework.
+    #[error("trust framework is not accepted")]
+    TrustFrameworkNotAccepted,
+    /// The evidence does not state a face comparison by an accepted `check_method`.
+    #[error("evidence does not include a face comparison")]
+    FaceEvidenceMissing,
 }
 
 impl Rejection {
@@ -196,6 +215,12 @@ impl Rejection {
             Self::Suspended => "suspended",
             Self::StatusUnknownValue(_) => "status-unknown-value",
             Self::VerifierFailed(_) => "verifier-failed",
+            Self::AudienceMismatch => "aud-mismatch",
+            Self::NonceMismatch => "nonce-mismatch",
+            Self::IssuedTooLongAgo => "issued-too-long-ago",
+            Self::VerifiedClaimsMissing => "verified-claims-missing",
+            Self::TrustFrameworkNotAccepted => "trust-framework-not-accepted",
+            Self::FaceEvidenceMissing => "face-evidence-missing",
         }
     }
 }
@@ -303,7 +328,7 @@ pub struct VerifiedCredential {
     pub status: StatusCheck,
 }
 
-fn jws_rejection(e: JwsError) -> Rejection {
+pub(crate) fn jws_rejection(e: JwsError) -> Rejection {
     match e {
         JwsError::Malformed(m) => Rejection::Malformed(m),
         JwsError::AlgNotAllowed(a) => Rejection::AlgNotAllowed(a),
@@ -315,7 +340,7 @@ fn jws_rejection(e: JwsError) -> Rejection {
 }
 
 /// Reads a NumericDate claim (RFC 7519 §2): a non-negative number of seconds.
-fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<u64>, Rejection> {
+pub(crate) fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<u64>, Rejection> {
     match claims.get(name) {
         None => Ok(None),
         Some(v) => v
@@ -326,7 +351,7 @@ fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Optio
     }
 }
 
-fn string_claim<'c>(claims: &'c Map<String, Value>, name: &'static str) -> Result<&'c str, Rejection> {
+pub(crate) fn string_claim<'c>(claims: &'c Map<String, Value>, name: &'static str) -> Result<&'c str, Rejection> {
     claims.get(name).and_then(Value::as_str).ok_or(Rejection::MissingClaim(name))
 }
 
@@ -411,7 +436,7 @@ fn verify_inner<V: Verification + ?Sized>(
             return Err(Rejection::VctNotAccepted);
         }
     }
-    check_validity(&jws.claims, expect)?;
+    check_validity(&jws.claims, &Window { now: expect.now, skew: expect.skew, require_expiry: expect.require_expiry })?;
     match jws.claims.get("_sd_alg") {
         None => {}
         Some(Value::String(alg)) if alg == "sha-256" => {}
@@ -434,7 +459,7 @@ fn verify_inner<V: Verification + ?Sized>(
     Ok((VerifiedSdJwt { issuer, claims, holder_bound }, keys))
 }
 
-fn issuer_keys<V: Verification + ?Sized>(trust: &mut V, issuer: &str) -> Result<Vec<Jwk>, Rejection> {
+pub(crate) fn issuer_keys<V: Verification + ?Sized>(trust: &mut V, issuer: &str) -> Result<Vec<Jwk>, Rejection> {
     let document = trust.issuer_keys(issuer).map_err(|e| match e {
         TrustFailure::UnknownIssuer => Rejection::IssuerUntrusted,
         TrustFailure::Unavailable(text) => Rejection::IssuerKeysUnavailable(text),
@@ -442,7 +467,14 @@ fn issuer_keys<V: Verification + ?Sized>(trust: &mut V, issuer: &str) -> Result<
     jose::parse_jwks(document.as_bytes()).map_err(|e| Rejection::IssuerKeysUnavailable(e.to_string()))
 }
 
-fn check_validity(claims: &Map<String, Value>, expect: &Expectations<'_>) -> Result<(), Rejection> {
+/// The time rules of a signed token.
+pub(crate) struct Window {
+    pub(crate) now: u64,
+    pub(crate) skew: u64,
+    pub(crate) require_expiry: bool,
+}
+
+pub(crate) fn check_validity(claims: &Map<String, Value>, expect: &Window) -> Result<(), Rejection> {
     let now = expect.now;
     if let Some(nbf) = numeric_date(claims, "nbf")?
         && nbf > now.saturating_add(expect.skew)
@@ -755,6 +787,12 @@ mod tests {
             R::Suspended,
             R::StatusUnknownValue(3),
             R::VerifierFailed(String::new()),
+            R::AudienceMismatch,
+            R::NonceMismatch,
+            R::IssuedTooLongAgo,
+            R::VerifiedClaimsMissing,
+            R::TrustFrameworkNotAccepted,
+            R::FaceEvidenceMissing,
         ];
         for r in &all {
             match r {
@@ -798,7 +836,13 @@ mod tests {
                 | R::Revoked
                 | R::Suspended
                 | R::StatusUnknownValue(_)
-                | R::VerifierFailed(_) => {}
+                | R::VerifierFailed(_)
+                | R::AudienceMismatch
+                | R::NonceMismatch
+                | R::IssuedTooLongAgo
+                | R::VerifiedClaimsMissing
+                | R::TrustFrameworkNotAccepted
+                | R::FaceEvidenceMissing => {}
             }
         }
         all

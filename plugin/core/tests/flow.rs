@@ -142,6 +142,7 @@ fn an_eligible_user_recovers_and_every_step_is_audited() {
             (AuditKind::IssuanceCompleted, "ok".into()),
             (AuditKind::PresentationCompleted, "ok".into()),
             (AuditKind::AccountMatched, "matched-relaxed".into()),
+            (AuditKind::FaceCheckPassed, "ok".into()),
             (AuditKind::RecoveryCompleted, "ok".into()),
         ]
     );

@@ -25,7 +25,12 @@ fn lookup(login: &str) -> Result<flow::Transition, flow::FlowError> {
         Some(_) => "found",
         None => "not-found",
     };
-    Ok(flow::Transition { state: Vec::new(), step: flow::Step::Redirect(step.into()) })
+    Ok(flow::Transition { state: Vec::new(), step: redirect(step) })
+}
+
+/// The guest answers with a redirect whose URL says what it found.
+fn redirect(url: &str) -> flow::Step {
+    flow::Step::Redirect(flow::ProviderRedirect { url: url.into(), state: String::new(), code_verifier: String::new() })
 }
 
 fn spin() -> ! {
@@ -93,10 +98,7 @@ impl flow::Guest for Guest {
             "hog" => hog(),
             "trap" => std::process::abort(),
             _ => match login.strip_prefix("probe:") {
-                Some(address) => Ok(flow::Transition {
-                    state: probe(address).into_bytes(),
-                    step: flow::Step::Redirect("probe".into()),
-                }),
+                Some(address) => Ok(flow::Transition { state: probe(address).into_bytes(), step: redirect("probe") }),
                 None => lookup(&login),
             },
         }
