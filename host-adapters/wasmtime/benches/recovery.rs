@@ -1,16 +1,20 @@
-//! A whole recovery through the real component (start, presentation, selfie; three plugin
-//! calls), with a fresh instance per call as hosts run it by default, and with one warm
-//! instance whose parsed deployment is reused. The wallet's work between the calls is not
-//! counted.
+//! The recovery core natively and through the real component, on the same inputs in one run:
+//! the presentation step (SD-JWT VC + KB-JWT + status list + account match), a whole recovery
+//! (start, presentation, selfie: three calls, five Cedar decisions), and the per-request
+//! overhead (a call refused at once, and `flow.start` for an unknown login). The component runs
+//! on a warm instance (the host's default) and, for the whole recovery, on a fresh instance
+//! per call. The wallet's work between the calls is not counted.
 //!
 //! `cargo bench -p regain-host --bench recovery`; figures in `docs/benchmarks.md`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "a benchmark that cannot set up may panic")]
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use regain_core::flow::{self, Input, Loaded};
 use regain_dev_idv::keys::SigningKey;
 use regain_dev_idv::sdjwt::{IdentityCredential, issue_identity};
 use regain_host::memory::MemoryAdapter;
+use regain_host::native::NativeEnvironment;
 use regain_host::wit::flow::{FlowInput, Step};
 use regain_host::wit::types::{ClientInfo, User};
 use regain_host::{ComponentSource, PluginHost, SandboxConfig};
@@ -40,6 +44,15 @@ fn client() -> ClientInfo {
 
 fn wallet(step: &Step) -> String {
     let Step::PresentRequest(request) = step else { panic!("{step:?}") };
+    answer(&request.url)
+}
+
+fn native_wallet(step: &regain_core::Step) -> String {
+    let regain_core::Step::PresentRequest { url, .. } = step else { panic!("{step:?}") };
+    answer(url)
+}
+
+fn answer(url: &str) -> String {
     let holder = SigningKey::p256(5);
     let credential = IdentityCredential {
         issuer: ISSUER,
@@ -51,7 +64,7 @@ fn wallet(step: &Step) -> String {
         claims: vec![("given_name", json!("Ana")), ("family_name", json!("Silva")), ("portrait", json!("cG9ydHJhaXQ"))],
     };
     let issued = issue_identity(&credential, &SigningKey::p256(1), &holder);
-    regain_dev_idv::wallet::answer(&request.url, &issued, &holder, now() - 2).unwrap()
+    regain_dev_idv::wallet::answer(url, &issued, &holder, now() - 2).unwrap()
 }
 
 fn benches(c: &mut Criterion) {
@@ -142,6 +155,87 @@ fn benches(c: &mut Criterion) {
                 t0.elapsed()
             })
         })
+    });
+    group.bench_function("warm instance: presentation step", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    let mut warm = host.instantiate(world.with_fresh_log()).await.unwrap();
+                    let t1 = warm.start("default", "ana@example.org", &client()).await.unwrap().unwrap();
+                    let body = wallet(&t1.step);
+                    let t0 = Instant::now();
+                    let t2 = warm.resume(&t1.state, &FlowInput::Presentation(body)).await.unwrap().unwrap();
+                    spent += t0.elapsed();
+                    assert_eq!(t2.step, Step::CaptureSelfie);
+                }
+                spent
+            })
+        })
+    });
+    group.bench_function("warm instance: refused call (per-request overhead)", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let mut instance = host.instantiate(world.with_fresh_log()).await.unwrap();
+                instance.start("default", "nobody@example.org", &client()).await.unwrap().unwrap();
+                let t0 = Instant::now();
+                for _ in 0..iters {
+                    let refused = instance.resume(b"not a state", &FlowInput::Selfie("x".into())).await.unwrap();
+                    assert!(refused.is_err());
+                }
+                t0.elapsed()
+            })
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("recovery natively");
+    group.sample_size(30);
+    let fresh_native = || {
+        let env = NativeEnvironment::new(world.with_fresh_log());
+        let loaded: Loaded = env.load("default").unwrap();
+        (env, loaded)
+    };
+    group.bench_function("whole recovery", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                let (mut env, loaded) = fresh_native();
+                let t0 = Instant::now();
+                let t1 = flow::start(&mut env, &loaded, "ana@example.org", &regain_core::Client::default()).unwrap();
+                spent += t0.elapsed();
+                let body = native_wallet(&t1.step);
+                let t0 = Instant::now();
+                let t2 = flow::resume(&mut env, &loaded, &t1.state, Input::Presentation(body)).unwrap();
+                let t3 = flow::resume(&mut env, &loaded, &t2.state, Input::Selfie("face:90".into())).unwrap();
+                spent += t0.elapsed();
+                assert!(matches!(t3.step, regain_core::Step::Completed { .. }), "{:?}", t3.step);
+            }
+            spent
+        })
+    });
+    group.bench_function("presentation step", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                let (mut env, loaded) = fresh_native();
+                let t1 = flow::start(&mut env, &loaded, "ana@example.org", &regain_core::Client::default()).unwrap();
+                let body = native_wallet(&t1.step);
+                let t0 = Instant::now();
+                let t2 = flow::resume(&mut env, &loaded, &t1.state, Input::Presentation(body)).unwrap();
+                spent += t0.elapsed();
+                assert_eq!(t2.step, regain_core::Step::CaptureSelfie);
+            }
+            spent
+        })
+    });
+    group.bench_function("refused call", |b| {
+        let (mut env, loaded) = fresh_native();
+        b.iter(|| assert!(flow::resume(&mut env, &loaded, b"not a state", Input::Selfie("x".into())).is_err()));
+    });
+    group.bench_function("flow.start, unknown login", |b| {
+        let (mut env, loaded) = fresh_native();
+        b.iter(|| flow::start(&mut env, &loaded, "nobody@example.org", &regain_core::Client::default()).unwrap());
     });
     group.finish();
 }

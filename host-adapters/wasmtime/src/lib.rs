@@ -9,6 +9,7 @@ mod host;
 mod imports;
 mod limits;
 pub mod memory;
+pub mod native;
 
 pub use cache::{LoadReport, Origin};
 pub use config::{MIN_MEMORY_LIMIT, SandboxConfig};

@@ -414,3 +414,38 @@ async fn warm_instances_serve_each_call_with_its_own_adapter_and_deployment() {
     let again = host.start(world(CONFIG), "default", "ana@example.org", &client()).await.unwrap().unwrap();
     assert!(matches!(again.step, Step::PresentRequest(_)));
 }
+
+#[test]
+fn the_core_run_natively_over_the_same_adapter_agrees_with_the_component() {
+    use regain_host::native::NativeEnvironment;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let host = plugin();
+    let kinds = |a: &MemoryAdapter| a.audit_events().into_iter().map(|e| (e.kind, e.reason)).collect::<Vec<_>>();
+
+    let through_component = world(CONFIG);
+    let t1 = runtime.block_on(host.start(through_component.clone(), "default", "ana@example.org", &client()));
+    let t1 = t1.unwrap().unwrap();
+    let body = wallet(&t1.step, "Ana", "Silva", 0);
+    let t2 = runtime.block_on(host.resume(through_component.clone(), &t1.state, &FlowInput::Presentation(body)));
+    let t3 = runtime.block_on(host.resume(
+        through_component.clone(),
+        &t2.unwrap().unwrap().state,
+        &FlowInput::Selfie("face:88".into()),
+    ));
+    assert!(matches!(t3.unwrap().unwrap().step, Step::Completed(_)));
+
+    let natively = world(CONFIG);
+    let mut env = NativeEnvironment::new(natively.clone());
+    let loaded = env.load("default").unwrap();
+    let n1 = regain_core::flow::start(&mut env, &loaded, "ana@example.org", &regain_core::Client::default()).unwrap();
+    let regain_core::Step::PresentRequest { url, nonce } = n1.step.clone() else { panic!("{:?}", n1.step) };
+    let as_wit = Step::PresentRequest(regain_host::wit::flow::PresentationRequest { url, nonce });
+    let body = wallet(&as_wit, "Ana", "Silva", 0);
+    let n2 = regain_core::flow::resume(&mut env, &loaded, &n1.state, regain_core::Input::Presentation(body)).unwrap();
+    let n3 = regain_core::flow::resume(&mut env, &loaded, &n2.state, regain_core::Input::Selfie("face:88".into()));
+    assert!(matches!(n3.unwrap().step, regain_core::Step::Completed { .. }));
+
+    assert_eq!(kinds(&natively), kinds(&through_component));
+    assert_eq!(natively.taps().len(), 1);
+    assert_eq!(natively.revoked_sessions(), through_component.revoked_sessions());
+}
