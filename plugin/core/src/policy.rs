@@ -5,10 +5,11 @@
 //! so it ships with the code that computes them. Policies come from the deployment.
 
 use cedar_policy::{
-    Authorizer, Context, Decision as CedarDecision, Entities, EntityId, EntityTypeName, EntityUid, PolicyId, PolicySet,
-    Request, Schema, ValidationMode, Validator,
+    ActionConstraint, Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName,
+    EntityUid, PolicyId, PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
 };
-use serde_json::Value;
+use serde_json::{Map, Value};
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr as _;
 
 /// The schema policies are validated against (`policies/regain.cedarschema`).
@@ -107,6 +108,11 @@ fn statement_starts(text: &str) -> Vec<usize> {
 pub struct Policies {
     set: PolicySet,
     schema: Schema,
+    /// Entity type names parsed once: Cedar parses a name with its full grammar, which
+    /// costs more than the decision itself.
+    types: HashMap<String, EntityTypeName>,
+    /// For each action, the policies that can apply to it: evaluation skips the others.
+    by_action: HashMap<EntityUid, PolicySet>,
 }
 
 /// The answer to one question.
@@ -174,7 +180,30 @@ impl Policies {
                 problems.push(diagnostic(file, text, first_offset(e), format!("policy `{id}`: {e}")));
             }
         }
-        if problems.is_empty() { Ok(Self { set, schema }) } else { Err(problems) }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let mut types = HashMap::new();
+        for name in schema.entity_types().chain(schema.actions().map(EntityUid::type_name)) {
+            types.insert(name.to_string(), name.clone());
+        }
+        let mut by_action = HashMap::new();
+        for action in schema.actions() {
+            let mut subset = PolicySet::new();
+            for policy in set.policies() {
+                let applies = match policy.action_constraint() {
+                    ActionConstraint::Any => true,
+                    ActionConstraint::Eq(a) => a == *action,
+                    ActionConstraint::In(list) => list.contains(action),
+                };
+                if applies {
+                    // Ids are unique in `set`, so adding to the subset cannot clash.
+                    subset.add(policy.clone()).map_err(|e| vec![diagnostic("", "", None, e.to_string())])?;
+                }
+            }
+            by_action.insert(action.clone(), subset);
+        }
+        Ok(Self { set, schema, types, by_action })
     }
 
     /// The shipped default pack.
@@ -205,19 +234,18 @@ impl Policies {
         context: Value,
         entities: Value,
     ) -> Result<Decision, String> {
-        let uid = |(kind, id): (&str, &str)| {
-            EntityTypeName::from_str(kind)
-                .map(|kind| EntityUid::from_type_name_and_id(kind, EntityId::new(id)))
-                .map_err(|e| format!("bad entity type `{kind}`: {e}"))
-        };
-        let (principal, action, resource) = (uid(principal)?, uid(("Regain::Action", action))?, uid(resource)?);
-        let context = Context::from_json_value(context, Some((&self.schema, &action)))
-            .map_err(|e| format!("bad context for {action}: {e}"))?;
-        let entities =
-            Entities::from_json_value(entities, Some(&self.schema)).map_err(|e| format!("bad entities: {e}"))?;
+        let (principal, action, resource) =
+            (self.uid(principal)?, self.uid(("Regain::Action", action))?, self.uid(resource)?);
+        let Value::Object(context) = context else { return Err("context is not a JSON object".into()) };
+        let context = Context::from_pairs(
+            context.into_iter().map(|(k, v)| expression(v).map(|e| (k, e))).collect::<Result<Vec<_>, _>>()?,
+        )
+        .map_err(|e| format!("bad context for {action}: {e}"))?;
+        let entities = self.entities(entities)?;
         let request = Request::new(principal, action, resource, context, Some(&self.schema))
             .map_err(|e| format!("request does not fit the schema: {e}"))?;
-        let response = Authorizer::new().is_authorized(&request, &self.set, &entities);
+        let set = request.action().and_then(|a| self.by_action.get(a)).unwrap_or(&self.set);
+        let response = Authorizer::new().is_authorized(&request, set, &entities);
         let mut determining: Vec<String> = response.diagnostics().reason().map(ToString::to_string).collect();
         determining.sort();
         Ok(Decision {
@@ -226,6 +254,84 @@ impl Policies {
             errors: response.diagnostics().errors().map(ToString::to_string).collect(),
         })
     }
+}
+
+impl Policies {
+    /// `(type, id)` as an entity uid, with the type name parsed once.
+    fn uid(&self, (kind, id): (&str, &str)) -> Result<EntityUid, String> {
+        let kind = match self.types.get(kind) {
+            Some(kind) => kind.clone(),
+            None => EntityTypeName::from_str(kind).map_err(|e| format!("bad entity type `{kind}`: {e}"))?,
+        };
+        Ok(EntityUid::from_type_name_and_id(kind, EntityId::new(id)))
+    }
+
+    /// `{"type": T, "id": I}` as an entity uid.
+    fn uid_of(&self, value: &Value) -> Result<EntityUid, String> {
+        match (value.get("type").and_then(Value::as_str), value.get("id").and_then(Value::as_str)) {
+            (Some(kind), Some(id)) => self.uid((kind, id)),
+            _ => Err(format!("`{value}` is not an entity reference")),
+        }
+    }
+
+    /// Entities in Cedar's JSON entity format (`uid`, `attrs`, `parents`), built through the
+    /// typed API and checked against the schema.
+    fn entities(&self, entities: Value) -> Result<Entities, String> {
+        let Value::Array(list) = entities else { return Err("entities are not a JSON array".into()) };
+        let mut built = Vec::with_capacity(list.len());
+        for mut entity in list {
+            let uid = self.uid_of(entity.get("uid").unwrap_or(&Value::Null))?;
+            let attrs = match entity.get_mut("attrs").map(Value::take) {
+                None | Some(Value::Null) => HashMap::new(),
+                Some(Value::Object(attrs)) => {
+                    attrs.into_iter().map(|(k, v)| self.attribute(v).map(|e| (k, e))).collect::<Result<_, _>>()?
+                }
+                Some(_) => return Err(format!("attributes of {uid} are not an object")),
+            };
+            let parents = match entity.get("parents") {
+                None => HashSet::new(),
+                Some(Value::Array(parents)) => parents.iter().map(|p| self.uid_of(p)).collect::<Result<_, _>>()?,
+                Some(_) => return Err(format!("parents of {uid} are not a list")),
+            };
+            built.push(Entity::new(uid, attrs, parents).map_err(|e| format!("bad entity: {e}"))?);
+        }
+        Entities::from_entities(built, Some(&self.schema)).map_err(|e| format!("bad entities: {e}"))
+    }
+
+    /// An attribute value; `{"__entity": {...}}` is an entity reference.
+    fn attribute(&self, value: Value) -> Result<RestrictedExpression, String> {
+        match value {
+            Value::Object(mut map) if map.len() == 1 && map.contains_key("__entity") => {
+                let target = map.remove("__entity").unwrap_or(Value::Null);
+                Ok(RestrictedExpression::new_entity_uid(self.uid_of(&target)?))
+            }
+            Value::Array(items) => Ok(RestrictedExpression::new_set(
+                items.into_iter().map(|v| self.attribute(v)).collect::<Result<Vec<_>, _>>()?,
+            )),
+            other => expression(other),
+        }
+    }
+}
+
+/// A JSON value as a Cedar value: booleans, integers, strings, sets and records.
+fn expression(value: Value) -> Result<RestrictedExpression, String> {
+    match value {
+        Value::Bool(b) => Ok(RestrictedExpression::new_bool(b)),
+        Value::Number(n) => {
+            n.as_i64().map(RestrictedExpression::new_long).ok_or_else(|| format!("`{n}` is not a Long"))
+        }
+        Value::String(s) => Ok(RestrictedExpression::new_string(s)),
+        Value::Array(items) => {
+            Ok(RestrictedExpression::new_set(items.into_iter().map(expression).collect::<Result<Vec<_>, _>>()?))
+        }
+        Value::Object(map) => record(map),
+        Value::Null => Err("null is not a Cedar value".into()),
+    }
+}
+
+fn record(map: Map<String, Value>) -> Result<RestrictedExpression, String> {
+    let fields = map.into_iter().map(|(k, v)| expression(v).map(|e| (k, e))).collect::<Result<Vec<_>, _>>()?;
+    RestrictedExpression::new_record(fields).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
