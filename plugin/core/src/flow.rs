@@ -21,7 +21,7 @@ use crate::jose::{Alg, PublicKey, SignatureVerifier};
 use crate::login::{InvalidLogin, Login};
 use crate::matching::{Binding, MatchInput, match_account};
 use crate::openid4vp::{self, RequestParams};
-use crate::policy::{Decision, Policies};
+use crate::policy::{Decision, Facts, Policies};
 use crate::sdjwt::{self, Expectations, TrustFailure, TrustSource};
 use crate::state::{FlowId, FlowState, Stage, StateError};
 use base64::Engine as _;
@@ -236,26 +236,28 @@ fn entities(user: &User, deployment: &Deployment, now: u64, unavailable: &[Strin
     Value::Array(list)
 }
 
+/// The facts about one user that every question of a call shares.
+fn facts(loaded: &Loaded, user: &User, now: u64, unavailable: &[String]) -> Result<Facts, FlowError> {
+    loaded.policies.facts(entities(user, &loaded.deployment, now, unavailable)).map_err(policy_error)
+}
+
 fn ask(
     loaded: &Loaded,
     user: &User,
+    facts: &Facts,
     action: &str,
     resource: (&str, &str),
     context: Value,
-    now: u64,
-    unavailable: &[String],
 ) -> Result<Decision, FlowError> {
-    let entities = entities(user, &loaded.deployment, now, unavailable);
-    loaded.policies.decide(("Regain::User", &user.id), action, resource, context, entities).map_err(policy_error)
+    loaded.policies.decide_with(("Regain::User", &user.id), action, resource, context, facts).map_err(policy_error)
 }
 
 /// The provider to send the user to: the first in priority order that policy permits. A
 /// doomed flow gets the first available one, so that it looks like any other.
 fn route(
     loaded: &Loaded,
-    user: Option<&User>,
+    user: Option<(&User, &Facts)>,
     client: &Client,
-    now: u64,
     unavailable: &[String],
 ) -> Result<Option<String>, FlowError> {
     let candidates: Vec<_> = loaded
@@ -264,10 +266,10 @@ fn route(
         .into_iter()
         .filter(|idv| idv.available && !unavailable.contains(&idv.id))
         .collect();
-    let Some(user) = user else { return Ok(candidates.first().map(|idv| idv.id.clone())) };
+    let Some((user, facts)) = user else { return Ok(candidates.first().map(|idv| idv.id.clone())) };
     let country = user.country.clone().or_else(|| client.country.clone()).unwrap_or_default();
     for idv in candidates {
-        let d = ask(loaded, user, "useIdv", ("Regain::Idv", &idv.id), json!({ "country": country }), now, unavailable)?;
+        let d = ask(loaded, user, facts, "useIdv", ("Regain::Idv", &idv.id), json!({ "country": country }))?;
         if d.allowed {
             return Ok(Some(idv.id.clone()));
         }
@@ -364,10 +366,10 @@ pub fn start(
     let now = env.now_unix();
     let d = &loaded.deployment;
     let user = env.find_user_by_login(&login)?;
+    let facts = user.as_ref().map(|u| facts(loaded, u, now, &[])).transpose()?;
 
-    let (doomed, reason) = match &user {
-        None => (Some("unknown-login"), "unknown-login".to_owned()),
-        Some(u) => {
+    let (doomed, reason) = match (&user, &facts) {
+        (Some(u), Some(facts)) => {
             let window = u64::from(d.limits.attempt_window_hours) * 3600;
             let attempts = env.count_recent(AuditKind::RecoveryStarted, &u.id, window)?;
             let recovered = env.count_recent(AuditKind::RecoveryCompleted, &u.id, 86_400)? > 0;
@@ -376,7 +378,7 @@ pub fn start(
                 "attempts_from_address": client.recent_attempts,
                 "recovered_in_last_day": recovered,
             });
-            let decision = ask(loaded, u, "startRecovery", ("Regain::Deployment", "default"), context, now, &[])?;
+            let decision = ask(loaded, u, facts, "startRecovery", ("Regain::Deployment", "default"), context)?;
             if decision.allowed {
                 (None, "ok".to_owned())
             } else if decision.determining.is_empty() {
@@ -385,6 +387,7 @@ pub fn start(
                 (Some("not-eligible"), format!("not-eligible:{}", decision.determining.join(",")))
             }
         }
+        _ => (Some("unknown-login"), "unknown-login".to_owned()),
     };
 
     let mut state = FlowState {
@@ -408,7 +411,8 @@ pub fn start(
     };
     audit(env, &state, AuditKind::RecoveryStarted, &reason, false)?;
 
-    let routed = route(loaded, if doomed.is_some() { None } else { user.as_ref() }, client, now, &[])?;
+    let known = user.as_ref().zip(facts.as_ref()).filter(|_| doomed.is_none());
+    let routed = route(loaded, known, client, &[])?;
     let idv = match routed {
         Some(idv) => idv,
         None => {
@@ -462,7 +466,8 @@ fn reroute(
         (None, Some(_)) => env.find_user_by_login(&Login::parse(&state.login)?)?,
         _ => None,
     };
-    match route(loaded, user.as_ref(), &Client::default(), now, &state.unavailable)? {
+    let facts = user.as_ref().map(|u| facts(loaded, u, now, &state.unavailable)).transpose()?;
+    match route(loaded, user.as_ref().zip(facts.as_ref()), &Client::default(), &state.unavailable)? {
         Some(next) => {
             state.idv = next.clone();
             let step = request_step(env, loaded, &mut state)?;
@@ -713,7 +718,8 @@ fn grant(
         "issuer": state.issuer.clone().unwrap_or_default(),
         "vct": state.vct.clone().unwrap_or_default(),
     });
-    let decision = ask(loaded, &user, "issueTap", ("Regain::Deployment", "default"), context, now, &[])?;
+    let facts = facts(loaded, &user, now, &[])?;
+    let decision = ask(loaded, &user, &facts, "issueTap", ("Regain::Deployment", "default"), context)?;
     if !decision.allowed {
         let reason = format!("policy-denied:{}", decision.determining.join(","));
         audit(env, &state, AuditKind::RecoveryFailed, &reason, true)?;
@@ -734,10 +740,10 @@ fn grant(
     })?;
     env.require_registration(&user.id)?;
     let deployment = ("Regain::Deployment", "default");
-    if ask(loaded, &user, "revokeMethods", deployment, json!({}), now, &[])?.allowed {
+    if ask(loaded, &user, &facts, "revokeMethods", deployment, json!({}))?.allowed {
         env.revoke_methods(&user.id)?;
     }
-    if ask(loaded, &user, "revokeSessions", deployment, json!({}), now, &[])?.allowed {
+    if ask(loaded, &user, &facts, "revokeSessions", deployment, json!({}))?.allowed {
         env.revoke_sessions(&user.id)?;
     }
     audit(env, &state, AuditKind::RecoveryCompleted, "ok", false)?;

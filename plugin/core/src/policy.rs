@@ -115,6 +115,10 @@ pub struct Policies {
     by_action: HashMap<EntityUid, PolicySet>,
 }
 
+/// Entities checked against the schema, ready for several decisions.
+#[derive(Debug, Clone)]
+pub struct Facts(Entities);
+
 /// The answer to one question.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
@@ -234,6 +238,20 @@ impl Policies {
         context: Value,
         entities: Value,
     ) -> Result<Decision, String> {
+        let entities = self.facts(entities)?;
+        self.decide_with(principal, action, resource, context, &entities)
+    }
+
+    /// [`Policies::decide`] with entities built once by [`Policies::facts`], for several
+    /// questions about the same facts.
+    pub fn decide_with(
+        &self,
+        principal: (&str, &str),
+        action: &str,
+        resource: (&str, &str),
+        context: Value,
+        entities: &Facts,
+    ) -> Result<Decision, String> {
         let (principal, action, resource) =
             (self.uid(principal)?, self.uid(("Regain::Action", action))?, self.uid(resource)?);
         let Value::Object(context) = context else { return Err("context is not a JSON object".into()) };
@@ -241,11 +259,10 @@ impl Policies {
             context.into_iter().map(|(k, v)| expression(v).map(|e| (k, e))).collect::<Result<Vec<_>, _>>()?,
         )
         .map_err(|e| format!("bad context for {action}: {e}"))?;
-        let entities = self.entities(entities)?;
         let request = Request::new(principal, action, resource, context, Some(&self.schema))
             .map_err(|e| format!("request does not fit the schema: {e}"))?;
         let set = request.action().and_then(|a| self.by_action.get(a)).unwrap_or(&self.set);
-        let response = Authorizer::new().is_authorized(&request, set, &entities);
+        let response = Authorizer::new().is_authorized(&request, set, &entities.0);
         let mut determining: Vec<String> = response.diagnostics().reason().map(ToString::to_string).collect();
         determining.sort();
         Ok(Decision {
@@ -276,7 +293,7 @@ impl Policies {
 
     /// Entities in Cedar's JSON entity format (`uid`, `attrs`, `parents`), built through the
     /// typed API and checked against the schema.
-    fn entities(&self, entities: Value) -> Result<Entities, String> {
+    pub fn facts(&self, entities: Value) -> Result<Facts, String> {
         let Value::Array(list) = entities else { return Err("entities are not a JSON array".into()) };
         let mut built = Vec::with_capacity(list.len());
         for mut entity in list {
@@ -295,7 +312,7 @@ impl Policies {
             };
             built.push(Entity::new(uid, attrs, parents).map_err(|e| format!("bad entity: {e}"))?);
         }
-        Entities::from_entities(built, Some(&self.schema)).map_err(|e| format!("bad entities: {e}"))
+        Entities::from_entities(built, Some(&self.schema)).map(Facts).map_err(|e| format!("bad entities: {e}"))
     }
 
     /// An attribute value; `{"__entity": {...}}` is an entity reference.
