@@ -116,6 +116,7 @@ fn step_name(step: &Step) -> String {
     match step {
         Step::Redirect(_) => "redirect".into(),
         Step::PresentRequest(_) => "present-request".into(),
+        Step::PresentationReceived(_) => "presentation-received".into(),
         Step::CaptureSelfie => "capture-selfie".into(),
         Step::Completed(_) => "completed".into(),
         Step::EvaluationCompleted(_) => "evaluation-completed".into(),

@@ -95,7 +95,12 @@ async fn a_whole_recovery_runs_through_the_component() {
 
     let body = wallet(&t1.step, "ANA", "SILVA", 0);
     let t2 = host.resume(adapter.clone(), &t1.state, &FlowInput::Presentation(body)).await.unwrap().unwrap();
-    assert_eq!(t2.step, Step::CaptureSelfie, "audit: {:?}", adapter.audit_events());
+    // Same device: the browser must come back with the response code handed to the wallet.
+    let Step::PresentationReceived(code) = &t2.step else { panic!("{:?} {:?}", t2.step, adapter.audit_events()) };
+    let stolen = host.resume(adapter.clone(), &t2.state, &FlowInput::ResponseCode("guess".into())).await.unwrap();
+    assert!(matches!(stolen, Err(FlowError::InvalidInput(_))));
+    let t2 = host.resume(adapter.clone(), &t2.state, &FlowInput::ResponseCode(code.clone())).await.unwrap().unwrap();
+    assert_eq!(t2.step, Step::CaptureSelfie);
     let t3 = host.resume(adapter.clone(), &t2.state, &FlowInput::Selfie("face:88".into())).await.unwrap().unwrap();
     let Step::Completed(pass) = &t3.step else { panic!("{:?}", t3.step) };
     assert_eq!(pass.secret.len(), 24);
@@ -427,6 +432,9 @@ fn the_core_run_natively_over_the_same_adapter_agrees_with_the_component() {
     let t1 = t1.unwrap().unwrap();
     let body = wallet(&t1.step, "Ana", "Silva", 0);
     let t2 = runtime.block_on(host.resume(through_component.clone(), &t1.state, &FlowInput::Presentation(body)));
+    let t2 = t2.unwrap().unwrap();
+    let Step::PresentationReceived(code) = t2.step else { panic!("{:?}", t2.step) };
+    let t2 = runtime.block_on(host.resume(through_component.clone(), &t2.state, &FlowInput::ResponseCode(code)));
     let t3 = runtime.block_on(host.resume(
         through_component.clone(),
         &t2.unwrap().unwrap().state,
@@ -442,6 +450,9 @@ fn the_core_run_natively_over_the_same_adapter_agrees_with_the_component() {
     let as_wit = Step::PresentRequest(regain_host::wit::flow::PresentationRequest { url, nonce });
     let body = wallet(&as_wit, "Ana", "Silva", 0);
     let n2 = regain_core::flow::resume(&mut env, &loaded, &n1.state, regain_core::Input::Presentation(body)).unwrap();
+    let regain_core::Step::PresentationReceived { response_code } = n2.step else { panic!("{:?}", n2.step) };
+    let n2 = regain_core::flow::resume(&mut env, &loaded, &n2.state, regain_core::Input::ResponseCode(response_code));
+    let n2 = n2.unwrap();
     let n3 = regain_core::flow::resume(&mut env, &loaded, &n2.state, regain_core::Input::Selfie("face:88".into()));
     assert!(matches!(n3.unwrap().step, regain_core::Step::Completed { .. }));
 

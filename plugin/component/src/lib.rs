@@ -208,6 +208,7 @@ fn transition_to_wit(t: regain_core::Transition) -> flow::Transition {
             flow::Step::Redirect(flow::ProviderRedirect { url, state, code_verifier })
         }
         S::PresentRequest { url, nonce } => flow::Step::PresentRequest(flow::PresentationRequest { url, nonce }),
+        S::PresentationReceived { response_code } => flow::Step::PresentationReceived(response_code),
         S::CaptureSelfie => flow::Step::CaptureSelfie,
         S::Completed { secret, expires_at, one_time } => {
             flow::Step::Completed(flow::IssuedPass { secret, expires_at, one_time })
@@ -275,7 +276,11 @@ impl flow::Guest for Plugin {
         login: String,
         client: types::ClientInfo,
     ) -> Result<flow::Transition, flow::FlowError> {
-        let client = regain_core::Client { country: client.country, recent_attempts: client.recent_attempts };
+        let client = regain_core::Client {
+            country: client.country,
+            recent_attempts: client.recent_attempts,
+            cross_device: client.cross_device,
+        };
         load(&config_ref)
             .and_then(|loaded| regain_core::flow::start(&mut Imports, &loaded, &login, &client))
             .map(transition_to_wit)
@@ -287,6 +292,7 @@ impl flow::Guest for Plugin {
             flow::FlowInput::Presentation(body) => regain_core::Input::Presentation(body),
             flow::FlowInput::IdToken(token) => regain_core::Input::IdToken(token),
             flow::FlowInput::Selfie(selfie) => regain_core::Input::Selfie(selfie),
+            flow::FlowInput::ResponseCode(code) => regain_core::Input::ResponseCode(code),
             flow::FlowInput::ProviderUnavailable(id) => regain_core::Input::ProviderUnavailable(id),
         };
         regain_core::state::FlowState::decode(&state)

@@ -61,6 +61,8 @@ pub struct Client {
     pub country: Option<String>,
     /// Recoveries the host saw started from this client's address in the attempt window.
     pub recent_attempts: u32,
+    /// The wallet runs on another device (QR code): no response code redirect.
+    pub cross_device: bool,
 }
 
 /// What the host must do next. Exhaustive on purpose: a new step breaks every host until
@@ -83,6 +85,13 @@ pub enum Step {
         url: String,
         /// Its nonce.
         nonce: String,
+    },
+    /// Same-device: the presentation was verified. Answer the wallet's post with a
+    /// `redirect_uri` carrying this `response_code`, and resume with the code the browser
+    /// brings back (OpenID4VP §8.2: the session that started the flow finishes it).
+    PresentationReceived {
+        /// The single-use response code. A secret: never logged.
+        response_code: String,
     },
     /// Take a selfie and resume with its reference.
     CaptureSelfie,
@@ -116,6 +125,7 @@ impl fmt::Debug for Step {
         match self {
             Self::Redirect { .. } => f.write_str("Redirect"),
             Self::PresentRequest { .. } => f.write_str("PresentRequest"),
+            Self::PresentationReceived { .. } => f.write_str("PresentationReceived"),
             Self::CaptureSelfie => f.write_str("CaptureSelfie"),
             Self::Completed { expires_at, one_time, .. } => {
                 write!(f, "Completed {{ expires_at: {expires_at}, one_time: {one_time}, .. }}")
@@ -139,6 +149,8 @@ pub enum Input {
     ProviderUnavailable(String),
     /// An ID token from an OIDC4IDA provider.
     IdToken(String),
+    /// The response code the browser brought back from the wallet's redirect.
+    ResponseCode(String),
 }
 
 /// The new state blob and the next step.
@@ -341,6 +353,7 @@ fn finish(mut state: FlowState, step: Step) -> Result<Transition, FlowError> {
     if matches!(step, Step::Completed { .. } | Step::EvaluationCompleted { .. } | Step::Failed { .. }) {
         state.stage = Stage::Done;
         state.portrait = None;
+        state.response_code_sha256 = None;
     }
     Ok(Transition { state: state.encode()?, step })
 }
@@ -408,6 +421,8 @@ pub fn start(
         holder_bound: false,
         issuer: None,
         vct: None,
+        cross_device: client.cross_device,
+        response_code_sha256: None,
     };
     audit(env, &state, AuditKind::RecoveryStarted, &reason, false)?;
 
@@ -446,6 +461,8 @@ pub fn resume(env: &mut impl Environment, loaded: &Loaded, blob: &[u8], input: I
             (IdvMode::Openid4vp, _) => Err(FlowError::InvalidInput("a presentation is expected".into())),
             (IdvMode::Oidc4ida, _) => Err(FlowError::InvalidInput("an ID token is expected".into())),
         },
+        (Stage::AwaitingResponseCode, Input::ResponseCode(code)) => on_response_code(state, &code),
+        (Stage::AwaitingResponseCode, _) => Err(FlowError::InvalidInput("a response code is expected".into())),
         (Stage::AwaitingSelfie, Input::Selfie(selfie)) => on_selfie(env, loaded, state, &selfie),
         (Stage::AwaitingSelfie, _) => Err(FlowError::InvalidInput("a selfie is expected".into())),
     }
@@ -548,6 +565,28 @@ fn on_presentation(
     state.holder_bound = vc.holder_bound;
     state.issuer = Some(vc.issuer);
     state.vct = Some(vc.vct);
+    if state.cross_device {
+        state.stage = Stage::AwaitingSelfie;
+        return finish(state, Step::CaptureSelfie);
+    }
+    let response_code = openid4vp::random_token(env);
+    state.response_code_sha256 = Some(code_digest(&response_code));
+    state.stage = Stage::AwaitingResponseCode;
+    finish(state, Step::PresentationReceived { response_code })
+}
+
+fn code_digest(code: &str) -> String {
+    crate::jose::b64url_encode(&<sha2::Sha256 as sha2::Digest>::digest(code.as_bytes()))
+}
+
+/// The browser is back with the response code: only the session holding it continues. A
+/// wrong code changes nothing (the flow's own browser may still arrive); the right one is
+/// consumed.
+fn on_response_code(mut state: FlowState, code: &str) -> Result<Transition, FlowError> {
+    let expected = state.response_code_sha256.take().unwrap_or_default();
+    if expected.is_empty() || !crate::secret::constant_time_eq(code_digest(code).as_bytes(), expected.as_bytes()) {
+        return Err(FlowError::InvalidInput("the response code does not belong to this flow".into()));
+    }
     state.stage = Stage::AwaitingSelfie;
     finish(state, Step::CaptureSelfie)
 }

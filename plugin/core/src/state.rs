@@ -78,6 +78,9 @@ impl fmt::Debug for FlowId {
 pub enum Stage {
     /// A presentation request is out; the wallet's response is awaited.
     AwaitingPresentation,
+    /// Same-device: the presentation was verified; the browser must come back with the
+    /// response code handed to the wallet.
+    AwaitingResponseCode,
     /// The credential was verified and matched; the selfie is awaited.
     AwaitingSelfie,
     /// The flow ended; nothing more is accepted.
@@ -122,6 +125,12 @@ pub struct FlowState {
     pub issuer: Option<String>,
     /// The credential's type, once verified.
     pub vct: Option<String>,
+    /// Whether the wallet runs on another device than the browser (no response code then).
+    #[serde(default)]
+    pub cross_device: bool,
+    /// SHA-256 (base64url) of the single-use response code, while it is awaited.
+    #[serde(default)]
+    pub response_code_sha256: Option<String>,
 }
 
 /// Why a state blob was refused.
@@ -198,6 +207,8 @@ mod tests {
             idv: "dev-idv".into(),
             unavailable: vec![],
             nonce: "n".into(),
+            cross_device: false,
+            response_code_sha256: None,
             vp_state: "s".into(),
             client_id: "redirect_uri:https://r".into(),
             portrait: None,

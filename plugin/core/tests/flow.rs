@@ -109,8 +109,10 @@ fn post(step: &Step, given: &str, family: &str) -> String {
     wallet_post(step, &issuer_key(), ISSUER, given, family, STATUS_INDEX)
 }
 
+/// Most tests run cross-device (QR code): the presentation leads straight to the selfie.
+/// Same-device flows, with their response code, have their own tests.
 fn start(world: &mut World, l: &Loaded, login: &str) -> Transition {
-    flow::start(world, l, login, &Client::default()).unwrap()
+    flow::start(world, l, login, &Client { cross_device: true, ..Client::default() }).unwrap()
 }
 
 fn resume(world: &mut World, l: &Loaded, t: &Transition, input: Input) -> Transition {
@@ -357,6 +359,32 @@ fn input_that_does_not_fit_changes_nothing() {
     assert_eq!(t2.step, Step::CaptureSelfie);
 }
 
+#[test]
+fn same_device_flows_continue_only_with_the_response_code() {
+    let l = loaded(CONFIG);
+    let mut w = World::new(users());
+    let t1 = flow::start(&mut w, &l, "ana@example.org", &Client::default()).unwrap();
+    let t2 = resume(&mut w, &l, &t1, Input::Presentation(post(&t1.step, "Ana", "Silva")));
+    let Step::PresentationReceived { response_code } = &t2.step else { panic!("{:?}", t2.step) };
+    assert_eq!(response_code.len(), 43, "256 bits, base64url");
+    assert!(!format!("{:?}", t2.step).contains(response_code.as_str()), "the code is a secret");
+    assert!(!String::from_utf8_lossy(&t2.state).contains(response_code.as_str()), "stored hashed");
+
+    // An attacker's browser without the code gets nowhere and the flow survives.
+    let wrong = flow::resume(&mut w, &l, &t2.state, Input::ResponseCode("guessed".into()));
+    assert_eq!(wrong.unwrap_err().to_string(), "invalid input: the response code does not belong to this flow");
+    let early = flow::resume(&mut w, &l, &t2.state, Input::Selfie("face:99".into()));
+    assert_eq!(early.unwrap_err().to_string(), "invalid input: a response code is expected");
+
+    let t3 = resume(&mut w, &l, &t2, Input::ResponseCode(response_code.clone()));
+    assert_eq!(t3.step, Step::CaptureSelfie);
+    let replay = flow::resume(&mut w, &l, &t3.state, Input::ResponseCode(response_code.clone()));
+    assert_eq!(replay.unwrap_err().to_string(), "invalid input: a selfie is expected");
+    let t4 = resume(&mut w, &l, &t3, Input::Selfie("face:91".into()));
+    assert!(matches!(t4.step, Step::Completed { .. }), "{:?}", t4.step);
+    assert_eq!(w.taps.len(), 1);
+}
+
 mod property {
     use super::*;
     use proptest::prelude::*;
@@ -370,6 +398,8 @@ mod property {
         Selfie(u8),
         Spoof,
         Unavailable,
+        GoodCode,
+        BadCode,
     }
 
     fn act() -> impl Strategy<Value = Act> {
@@ -381,6 +411,8 @@ mod property {
             (0u8..=100).prop_map(Act::Selfie),
             Just(Act::Spoof),
             Just(Act::Unavailable),
+            Just(Act::GoodCode),
+            Just(Act::BadCode),
         ]
     }
 
@@ -393,14 +425,17 @@ mod property {
         #[test]
         fn completed_needs_presentation_match_face_and_permit(
             login in prop_oneof![Just("ana@example.org"), Just("bob@example.org"), Just("nobody@example.org")],
-            acts in proptest::collection::vec(act(), 1..8),
+            acts in proptest::collection::vec(act(), 1..10),
+            cross_device in any::<bool>(),
         ) {
             let l = loaded(CONFIG);
             let mut w = World::new(users());
-            let mut t = start(&mut w, &l, login);
+            let mut t = flow::start(&mut w, &l, login, &Client { cross_device, ..Client::default() }).unwrap();
             let mut request = t.step.clone();
             let mut presented_ok = false;
             let mut face_ok = false;
+            let mut code_ok = cross_device;
+            let mut code = String::new();
             for a in acts {
                 let input = match &a {
                     Act::GoodPresentation => Input::Presentation(post(&request, "Ana", "Silva")),
@@ -410,10 +445,18 @@ mod property {
                     Act::Selfie(score) => Input::Selfie(format!("face:{score}")),
                     Act::Spoof => Input::Selfie("face:100:spoof".into()),
                     Act::Unavailable => Input::ProviderUnavailable("dev-idv".into()),
+                    Act::GoodCode => Input::ResponseCode(code.clone()),
+                    Act::BadCode => Input::ResponseCode("not-the-code".into()),
                 };
                 let Ok(next) = flow::resume(&mut w, &l, &t.state, input) else { continue };
                 match (&a, &next.step) {
                     (Act::GoodPresentation, Step::CaptureSelfie) => presented_ok = true,
+                    (Act::GoodPresentation, Step::PresentationReceived { response_code }) => {
+                        presented_ok = true;
+                        code.clone_from(response_code);
+                    }
+                    (Act::GoodCode, Step::CaptureSelfie) => code_ok = true,
+                    (Act::BadCode, _) => prop_assert!(false, "a wrong response code was accepted"),
                     (Act::Selfie(score), Step::Completed { .. }) if *score >= 70 => face_ok = true,
                     _ => {}
                 }
@@ -423,6 +466,7 @@ mod property {
                 if let Step::Completed { .. } = next.step {
                     prop_assert_eq!(login, "ana@example.org");
                     prop_assert!(presented_ok && face_ok, "completed without presentation and face");
+                    prop_assert!(code_ok, "same-device flow completed without its response code");
                     prop_assert_eq!(w.taps.len(), 1);
                 }
                 t = next;
