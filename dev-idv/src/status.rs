@@ -1,4 +1,4 @@
-//! Token Status List tokens (`statuslist+jwt`).
+//! Token Status List tokens (`statuslist+jwt`) and W3C Bitstring Status List credentials.
 
 use crate::keys::SigningKey;
 use crate::sign_jws;
@@ -50,9 +50,79 @@ pub fn token(
     sign_jws(&header, &claims, key)
 }
 
+/// Entries of a W3C Bitstring Status List: the specification's minimum, 16 KiB of bits.
+pub const BITSTRING_ENTRIES: usize = 131_072;
+
+/// CRC-32 (IEEE), for the GZIP trailer.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// `encodedList`: multibase `u` + base64url of the GZIP-compressed bitstring, with the
+/// entries in `set` at 1 (index 0 is the most significant bit of the first byte).
+pub fn encode_bitstring(set: &[u64]) -> String {
+    let mut bits = vec![0u8; BITSTRING_ENTRIES / 8];
+    for &index in set {
+        if let Some(byte) = usize::try_from(index / 8).ok().and_then(|i| bits.get_mut(i)) {
+            *byte |= 0x80 >> (index % 8);
+        }
+    }
+    let mut gzip = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    gzip.extend(miniz_oxide::deflate::compress_to_vec(&bits, 9));
+    gzip.extend(crc32(&bits).to_le_bytes());
+    gzip.extend(u32::try_from(bits.len()).unwrap_or(u32::MAX).to_le_bytes());
+    format!("u{}", b64url_encode(&gzip))
+}
+
+/// A `BitstringStatusListCredential` secured as a JWT (`vc+jwt`), listing `set` for
+/// `purpose` (`revocation` or `suspension`).
+pub fn bitstring_credential(
+    key: &SigningKey,
+    kid: &str,
+    issuer: &str,
+    uri: &str,
+    purpose: &str,
+    set: &[u64],
+    valid_until: Option<&str>,
+) -> String {
+    let mut credential = json!({
+        "@context": ["https://www.w3.org/ns/credentials/v2"],
+        "id": uri,
+        "type": ["VerifiableCredential", "BitstringStatusListCredential"],
+        "issuer": issuer,
+        "validFrom": "2026-01-01T00:00:00Z",
+        "credentialSubject": {
+            "id": format!("{uri}#list"),
+            "type": "BitstringStatusList",
+            "statusPurpose": purpose,
+            "encodedList": encode_bitstring(set),
+        },
+    });
+    if let (Some(until), Some(c)) = (valid_until, credential.as_object_mut()) {
+        c.insert("validUntil".into(), until.into());
+    }
+    sign_jws(&json!({ "typ": "vc+jwt", "alg": key.alg(), "kid": kid }), &credential, key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bitstrings_decode_with_the_verifier() {
+        let list = encode_bitstring(&[3, 131_071]);
+        assert_eq!(regain_core::status::bitstring_status(&list, 3, 1), Ok(1));
+        assert_eq!(regain_core::status::bitstring_status(&list, 4, 1), Ok(0));
+        assert_eq!(regain_core::status::bitstring_status(&list, 131_071, 1), Ok(1));
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
 
     #[test]
     fn packs_like_the_draft() {

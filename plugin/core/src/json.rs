@@ -146,3 +146,66 @@ mod tests {
         assert_eq!(parse_object(b"[1]"), Err(JsonError::NotAnObject));
     }
 }
+
+/// Seconds since the Unix epoch of an RFC 3339 date-time (`2026-11-25T16:00:00Z`, with an
+/// optional fraction and a `Z` or `±hh:mm` offset); `None` when malformed or before 1970.
+pub fn rfc3339_seconds(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    let digits = |from: usize, len: usize| -> Option<i64> {
+        let part = b.get(from..from + len)?;
+        part.iter().all(u8::is_ascii_digit).then(|| part.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
+    };
+    let separators = [(4, b'-'), (7, b'-'), (13, b':'), (16, b':')];
+    if separators.iter().any(|&(i, c)| b.get(i) != Some(&c)) || !matches!(b.get(10), Some(b'T' | b't')) {
+        return None;
+    }
+    let (year, month, day) = (digits(0, 4)?, digits(5, 2)?, digits(8, 2)?);
+    let (hour, minute, second) = (digits(11, 2)?, digits(14, 2)?, digits(17, 2)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut rest = b.get(19..)?;
+    if rest.first() == Some(&b'.') {
+        let fraction = rest.iter().skip(1).take_while(|c| c.is_ascii_digit()).count();
+        if fraction == 0 {
+            return None;
+        }
+        rest = rest.get(1 + fraction..)?;
+    }
+    let offset = match rest {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let value = |a: &u8, b: &u8| {
+                (a.is_ascii_digit() && b.is_ascii_digit()).then(|| i64::from(a - b'0') * 10 + i64::from(b - b'0'))
+            };
+            let minutes = value(h1, h2)? * 60 + value(m1, m2)?;
+            if *sign == b'+' { minutes * 60 } else { -minutes * 60 }
+        }
+        _ => return None,
+    };
+    // Days from the civil date (proleptic Gregorian), after H. Hinnant's algorithm.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + hour * 3600 + minute * 60 + second - offset).ok()
+}
+
+#[cfg(test)]
+mod rfc3339_tests {
+    use super::rfc3339_seconds;
+
+    #[test]
+    fn reads_rfc3339_date_times() {
+        assert_eq!(rfc3339_seconds("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(rfc3339_seconds("2026-11-25T16:00:00Z"), Some(1_795_622_400));
+        assert_eq!(rfc3339_seconds("2026-11-25T17:00:00.123+01:00"), Some(1_795_622_400));
+        assert_eq!(rfc3339_seconds("2000-02-29T12:00:00Z"), Some(951_825_600));
+        for bad in ["2026-11-25", "2026-13-01T00:00:00Z", "2026-11-25T16:00:00", "1969-12-31T23:59:59Z", "x"] {
+            assert_eq!(rfc3339_seconds(bad), None, "{bad}");
+        }
+    }
+}

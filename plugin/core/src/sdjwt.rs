@@ -20,7 +20,7 @@ pub const MAX_STATUS_LIST_TOKEN_BYTES: usize = 4 << 20;
 const MAX_UNPACK_DEPTH: usize = 64;
 
 /// Claims that SD-JWT VC forbids to disclose selectively: they must be in the signed payload.
-const NEVER_DISCLOSED: [&str; 7] = ["iss", "nbf", "exp", "cnf", "vct", "vct#integrity", "status"];
+const NEVER_DISCLOSED: [&str; 8] = ["iss", "nbf", "exp", "cnf", "vct", "vct#integrity", "status", "credentialStatus"];
 
 /// Why a presentation was rejected. [`Rejection::code`] gives the stable reason code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -692,6 +692,9 @@ fn check_status<V: Verification + ?Sized>(
     env: &mut V,
 ) -> Result<StatusCheck, Rejection> {
     let Some(status) = claims.get("status") else {
+        if let Some(entry) = claims.get("credentialStatus") {
+            return check_bitstring_status(claims, entry, issuer_keys, expect, env);
+        }
         return if expect.require_status { Err(Rejection::StatusMissing) } else { Ok(StatusCheck::NotListed) };
     };
     let reference = status.get("status_list").ok_or(Rejection::StatusUnsupported)?;
@@ -732,6 +735,84 @@ fn check_status<V: Verification + ?Sized>(
         Ok(TokenStatus::Invalid) => Err(Rejection::Revoked),
         Ok(TokenStatus::Suspended) => Err(Rejection::Suspended),
         Ok(TokenStatus::Other(value)) => Err(Rejection::StatusUnknownValue(value)),
+        Err(ListError::OutOfRange(_)) => Err(Rejection::StatusIndexOutOfRange),
+        Err(e) => Err(invalid(&e.to_string())),
+    }
+}
+
+/// W3C Bitstring Status List: a `credentialStatus` entry of type `BitstringStatusListEntry`
+/// whose list is a JOSE-secured credential (`vc+jwt`) of the same issuer. Purposes
+/// `revocation` and `suspension` with one bit per entry are understood; anything else is
+/// refused as unsupported (fail closed).
+fn check_bitstring_status<V: Verification + ?Sized>(
+    claims: &Map<String, Value>,
+    entry: &Value,
+    issuer_keys: &[Jwk],
+    expect: &Expectations<'_>,
+    env: &mut V,
+) -> Result<StatusCheck, Rejection> {
+    let field = |name: &'static str| entry.get(name).and_then(Value::as_str);
+    if field("type") != Some("BitstringStatusListEntry") {
+        return Err(Rejection::StatusUnsupported);
+    }
+    let purpose = field("statusPurpose").ok_or(Rejection::MissingClaim("credentialStatus.statusPurpose"))?;
+    if !matches!(purpose, "revocation" | "suspension") || entry.get("statusSize").is_some_and(|s| s.as_u64() != Some(1))
+    {
+        return Err(Rejection::StatusUnsupported);
+    }
+    let index = field("statusListIndex")
+        .filter(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|i| i.parse::<u64>().ok())
+        .ok_or(Rejection::MissingClaim("credentialStatus.statusListIndex"))?;
+    let uri = field("statusListCredential").ok_or(Rejection::MissingClaim("credentialStatus.statusListCredential"))?;
+
+    let token = env.status_list_token(uri).map_err(|e| Rejection::StatusUnavailable(e.to_string()))?;
+    if token.len() > MAX_STATUS_LIST_TOKEN_BYTES {
+        return Err(Rejection::StatusListInvalid("status list credential too large".into()));
+    }
+    let invalid = |why: &str| Rejection::StatusListInvalid(why.to_owned());
+    let jws = Jws::parse(token.trim(), expect.algs).map_err(|e| invalid(&e.to_string()))?;
+    if jws.typ() != Some("vc+jwt") {
+        return Err(invalid("`typ` is not `vc+jwt`"));
+    }
+    jws.verify_with(issuer_keys, &*env).map_err(|e| match e {
+        JwsError::Verifier(v) => Rejection::VerifierFailed(v),
+        other => invalid(&other.to_string()),
+    })?;
+    let list = &jws.claims;
+    let list_issuer = match list.get("issuer") {
+        Some(Value::String(id)) => Some(id.as_str()),
+        Some(Value::Object(issuer)) => issuer.get("id").and_then(Value::as_str),
+        _ => None,
+    };
+    if list_issuer.is_none() || list_issuer != claims.get("iss").and_then(Value::as_str) {
+        return Err(invalid("the list's `issuer` is not the credential's issuer"));
+    }
+    if list.get("id").and_then(Value::as_str).is_some_and(|id| id != uri) {
+        return Err(invalid("the list's `id` does not match the referenced URL"));
+    }
+    let types = list.get("type").and_then(Value::as_array);
+    if !types.is_some_and(|t| t.iter().any(|t| t == "BitstringStatusListCredential")) {
+        return Err(invalid("the list is not a `BitstringStatusListCredential`"));
+    }
+    let until = match list.get("validUntil") {
+        None => None,
+        Some(v) => Some(v.as_str().and_then(crate::json::rfc3339_seconds).ok_or_else(|| invalid("bad `validUntil`"))?),
+    };
+    let exp = numeric_date(list, "exp").map_err(|_| invalid("`exp` is malformed"))?;
+    if until.into_iter().chain(exp).any(|end| end.saturating_add(expect.skew) <= expect.now) {
+        return Err(Rejection::StatusListExpired);
+    }
+    let subject = list.get("credentialSubject").ok_or_else(|| invalid("`credentialSubject` is missing"))?;
+    if subject.get("statusPurpose").and_then(Value::as_str) != Some(purpose) {
+        return Err(invalid("the list's `statusPurpose` is not the entry's"));
+    }
+    let encoded =
+        subject.get("encodedList").and_then(Value::as_str).ok_or_else(|| invalid("`encodedList` is missing"))?;
+    match crate::status::bitstring_status(encoded, index, 1) {
+        Ok(0) => Ok(StatusCheck::Valid { uri: uri.to_owned(), index }),
+        Ok(_) if purpose == "revocation" => Err(Rejection::Revoked),
+        Ok(_) => Err(Rejection::Suspended),
         Err(ListError::OutOfRange(_)) => Err(Rejection::StatusIndexOutOfRange),
         Err(e) => Err(invalid(&e.to_string())),
     }

@@ -497,3 +497,78 @@ fn status_is_checked_after_everything_else() {
     assert_eq!(run(&presentation, &mut trust, |_| {}).unwrap_err(), "kb-signature-invalid");
     assert_eq!(trust.status_lookups, 0);
 }
+
+const BITSTRING_URI: &str = "https://idv.example/credentials/status/3";
+
+/// A credential whose status is a W3C Bitstring Status List entry instead of a Token Status
+/// List reference, and a trust source serving `list` for it.
+fn bitstring_case(purpose: &str, index: &str, list: Option<String>) -> (String, Trust) {
+    let presentation = forged(|f| {
+        let claims = f.claims_mut();
+        claims.remove("status");
+        claims.insert(
+            "credentialStatus".into(),
+            json!({
+                "id": format!("{BITSTRING_URI}#{index}"),
+                "type": "BitstringStatusListEntry",
+                "statusPurpose": purpose,
+                "statusListIndex": index,
+                "statusListCredential": BITSTRING_URI,
+            }),
+        );
+    });
+    let mut trust = trust();
+    trust.lists.insert(BITSTRING_URI.into(), list);
+    (presentation, trust)
+}
+
+fn bitstring_list(purpose: &str, set: &[u64], until: Option<&str>) -> Option<String> {
+    Some(regain_dev_idv::status::bitstring_credential(&issuer_key(), "k1", ISSUER, BITSTRING_URI, purpose, set, until))
+}
+
+#[test]
+fn w3c_bitstring_status_lists_are_checked() {
+    let (ok, mut trust) = bitstring_case("revocation", "94567", bitstring_list("revocation", &[3, 7], None));
+    let vc = run(&ok, &mut trust, |_| {}).unwrap();
+    assert_eq!(vc.status, StatusCheck::Valid { uri: BITSTRING_URI.into(), index: 94_567 });
+
+    let attacker_list = regain_dev_idv::status::bitstring_credential(
+        &attacker_key(),
+        "k1",
+        ISSUER,
+        BITSTRING_URI,
+        "revocation",
+        &[],
+        None,
+    );
+    let cases: Vec<(&str, &str, (String, Trust))> = vec![
+        ("revoked entry", "revoked", bitstring_case("revocation", "7", bitstring_list("revocation", &[7], None))),
+        ("suspended entry", "suspended", bitstring_case("suspension", "3", bitstring_list("suspension", &[3], None))),
+        (
+            "index past the list",
+            "status-index-out-of-range",
+            bitstring_case("revocation", "131072", bitstring_list("revocation", &[], None)),
+        ),
+        (
+            "list expired",
+            "status-list-expired",
+            bitstring_case("revocation", "1", bitstring_list("revocation", &[], Some("2026-01-02T00:00:00Z"))),
+        ),
+        (
+            "list for another purpose",
+            "status-list-invalid",
+            bitstring_case("revocation", "1", bitstring_list("suspension", &[], None)),
+        ),
+        ("list signed by another key", "status-list-invalid", bitstring_case("revocation", "1", Some(attacker_list))),
+        ("list unavailable", "status-unavailable", bitstring_case("revocation", "1", None)),
+        ("message purpose", "status-unsupported", bitstring_case("message", "1", bitstring_list("message", &[], None))),
+        (
+            "index not a decimal string",
+            "missing-claim",
+            bitstring_case("revocation", "0x10", bitstring_list("revocation", &[], None)),
+        ),
+    ];
+    for (name, code, (presentation, mut trust)) in cases {
+        assert_eq!(run(&presentation, &mut trust, |_| {}).err().as_deref(), Some(code), "{name}");
+    }
+}
