@@ -702,31 +702,18 @@ fn check_status<V: Verification + ?Sized>(
         reference.get("idx").and_then(Value::as_u64).ok_or(Rejection::MissingClaim("status.status_list.idx"))?;
     let uri = reference.get("uri").and_then(Value::as_str).ok_or(Rejection::MissingClaim("status.status_list.uri"))?;
 
-    let token = env.status_list_token(uri).map_err(|e| Rejection::StatusUnavailable(e.to_string()))?;
-    if token.len() > MAX_STATUS_LIST_TOKEN_BYTES {
-        return Err(Rejection::StatusListInvalid("token too large".into()));
-    }
+    let list = signed_list(env, uri, "statuslist+jwt", issuer_keys, expect)?;
     let invalid = |why: &str| Rejection::StatusListInvalid(why.to_owned());
-    let jws = Jws::parse(token.trim(), expect.algs).map_err(|e| invalid(&e.to_string()))?;
-    if jws.typ() != Some("statuslist+jwt") {
-        return Err(invalid("`typ` is not `statuslist+jwt`"));
-    }
-    // The list must be signed by the credential's own issuer: a configured IDV vouches for
-    // the status of its own credentials, and no other key is trusted for it.
-    jws.verify_with(issuer_keys, &*env).map_err(|e| match e {
-        JwsError::Verifier(v) => Rejection::VerifierFailed(v),
-        other => invalid(&other.to_string()),
-    })?;
-    if jws.claims.get("sub").and_then(Value::as_str) != Some(uri) {
+    if list.get("sub").and_then(Value::as_str) != Some(uri) {
         return Err(invalid("`sub` does not match the referenced URI"));
     }
-    numeric_date(&jws.claims, "iat").ok().flatten().ok_or_else(|| invalid("`iat` is missing"))?;
-    if let Some(exp) = numeric_date(&jws.claims, "exp").map_err(|_| invalid("`exp` is malformed"))?
+    numeric_date(&list, "iat").ok().flatten().ok_or_else(|| invalid("`iat` is missing"))?;
+    if let Some(exp) = numeric_date(&list, "exp").map_err(|_| invalid("`exp` is malformed"))?
         && exp.saturating_add(expect.skew) <= expect.now
     {
         return Err(Rejection::StatusListExpired);
     }
-    let list = jws.claims.get("status_list").ok_or_else(|| invalid("`status_list` is missing"))?;
+    let list = list.get("status_list").ok_or_else(|| invalid("`status_list` is missing"))?;
     let bits = list.get("bits").and_then(Value::as_u64).ok_or_else(|| invalid("`bits` is missing"))?;
     let lst = list.get("lst").and_then(Value::as_str).ok_or_else(|| invalid("`lst` is missing"))?;
     let list = TokenStatusList::decode(bits, lst).map_err(|e| invalid(&e.to_string()))?;
@@ -738,6 +725,32 @@ fn check_status<V: Verification + ?Sized>(
         Err(ListError::OutOfRange(_)) => Err(Rejection::StatusIndexOutOfRange),
         Err(e) => Err(invalid(&e.to_string())),
     }
+}
+
+/// Fetches the status list at `uri` and checks its `typ` and its signature; returns its
+/// payload. The list must be signed by the credential's own issuer: a configured IDV vouches
+/// for the status of its own credentials, and no other key is trusted for it.
+fn signed_list<V: Verification + ?Sized>(
+    env: &mut V,
+    uri: &str,
+    typ: &str,
+    issuer_keys: &[Jwk],
+    expect: &Expectations<'_>,
+) -> Result<Map<String, Value>, Rejection> {
+    let token = env.status_list_token(uri).map_err(|e| Rejection::StatusUnavailable(e.to_string()))?;
+    if token.len() > MAX_STATUS_LIST_TOKEN_BYTES {
+        return Err(Rejection::StatusListInvalid("status list too large".into()));
+    }
+    let invalid = |why: String| Rejection::StatusListInvalid(why);
+    let jws = Jws::parse(token.trim(), expect.algs).map_err(|e| invalid(e.to_string()))?;
+    if jws.typ() != Some(typ) {
+        return Err(invalid(format!("`typ` is not `{typ}`")));
+    }
+    jws.verify_with(issuer_keys, &*env).map_err(|e| match e {
+        JwsError::Verifier(v) => Rejection::VerifierFailed(v),
+        other => invalid(other.to_string()),
+    })?;
+    Ok(jws.claims)
 }
 
 /// W3C Bitstring Status List: a `credentialStatus` entry of type `BitstringStatusListEntry`
@@ -766,20 +779,8 @@ fn check_bitstring_status<V: Verification + ?Sized>(
         .ok_or(Rejection::MissingClaim("credentialStatus.statusListIndex"))?;
     let uri = field("statusListCredential").ok_or(Rejection::MissingClaim("credentialStatus.statusListCredential"))?;
 
-    let token = env.status_list_token(uri).map_err(|e| Rejection::StatusUnavailable(e.to_string()))?;
-    if token.len() > MAX_STATUS_LIST_TOKEN_BYTES {
-        return Err(Rejection::StatusListInvalid("status list credential too large".into()));
-    }
+    let list = &signed_list(env, uri, "vc+jwt", issuer_keys, expect)?;
     let invalid = |why: &str| Rejection::StatusListInvalid(why.to_owned());
-    let jws = Jws::parse(token.trim(), expect.algs).map_err(|e| invalid(&e.to_string()))?;
-    if jws.typ() != Some("vc+jwt") {
-        return Err(invalid("`typ` is not `vc+jwt`"));
-    }
-    jws.verify_with(issuer_keys, &*env).map_err(|e| match e {
-        JwsError::Verifier(v) => Rejection::VerifierFailed(v),
-        other => invalid(&other.to_string()),
-    })?;
-    let list = &jws.claims;
     let list_issuer = match list.get("issuer") {
         Some(Value::String(id)) => Some(id.as_str()),
         Some(Value::Object(issuer)) => issuer.get("id").and_then(Value::as_str),
