@@ -54,6 +54,29 @@ fn parse(text: &str) -> anyhow::Result<Vec<User>> {
     Ok(entries.into_iter().map(User::from).collect())
 }
 
+/// Reads a directory file; errors name the file and the offending key.
+pub fn load(path: &std::path::Path) -> anyhow::Result<Vec<User>> {
+    use anyhow::Context as _;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    parse(&text).with_context(|| format!("`{}` is not a user directory", path.display()))
+}
+
+/// The core's view of a directory user.
+pub fn to_core(u: User) -> regain_core::User {
+    regain_core::User {
+        id: u.id,
+        login: u.login,
+        given_name: u.given_name,
+        family_name: u.family_name,
+        enabled: u.enabled,
+        last_sign_in: u.last_sign_in,
+        groups: u.groups,
+        country: u.country,
+        privileged: u.privileged,
+        attributes: u.attributes,
+    }
+}
+
 /// The directory of `regain demo`.
 pub fn demo_users() -> Vec<User> {
     let text = include_str!("../demo/directory.json");

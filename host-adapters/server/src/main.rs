@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod directory_file;
+mod operator;
 mod presentation;
 
 use anyhow::Context as _;
@@ -38,6 +39,32 @@ enum Command {
         #[command(subcommand)]
         command: ComponentCommand,
     },
+    /// Validate, test and explain Cedar policies.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Report users in the recovery scope who could not recover, and why.
+    Readiness(operator::ReadinessArgs),
+    /// Compare the monthly cost of helpdesk recoveries with self-service ones.
+    Cost(operator::CostArgs),
+    /// Write the JSON Schemas of the configuration, audit events and policy test files.
+    Schemas {
+        /// The directory to write them to.
+        #[arg(long, default_value = "schemas")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate policy files against the schema (`file:line:col: message`; exit 1 on error);
+    /// with `--config` and `--directory`, run the operator safety checks too.
+    Validate(operator::ValidateArgs),
+    /// Run the data-driven cases of `DIR/tests/*.json`; exit 1 when one fails.
+    Test(operator::TestArgs),
+    /// Show every decision a recovery of one user would meet, with the facts that went in.
+    Explain(operator::ExplainArgs),
 }
 
 #[derive(Subcommand)]
@@ -93,6 +120,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo => demo(cli.component.as_ref()).await,
         Command::Component { command: ComponentCommand::Info } => info(cli.component.as_ref()),
         Command::Presentation { command: PresentationCommand::Verify(args) } => presentation::verify(&args),
+        Command::Policy { command: PolicyCommand::Validate(args) } => operator::validate(&args),
+        Command::Policy { command: PolicyCommand::Test(args) } => operator::test(&args),
+        Command::Policy { command: PolicyCommand::Explain(args) } => operator::explain(&args),
+        Command::Readiness(args) => operator::readiness(&args),
+        Command::Cost(args) => operator::cost(&args),
+        Command::Schemas { out } => operator::write_schemas(&out),
     }
 }
 

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 /// A parsed and checked deployment configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Deployment {
     /// `production` issues passes; `evaluation` runs everything for real and issues nothing.
@@ -39,6 +40,7 @@ pub struct Deployment {
 
 /// Production or evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Passes are issued.
@@ -50,6 +52,7 @@ pub enum Mode {
 
 /// The verifier side of OpenID4VP.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Verifier {
     /// Where wallets post presentations (`response_uri`); also the client identifier.
@@ -83,6 +86,7 @@ fn yes() -> bool {
 
 /// Account matching settings.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Matching {
     /// `exact` or `relaxed`.
@@ -105,6 +109,7 @@ fn relaxed() -> Level {
 
 /// The matching level, as written in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     /// See [`MatchLevel::Exact`].
@@ -124,6 +129,7 @@ impl From<Level> for MatchLevel {
 
 /// `{ claim = "birthdate", attribute = "birthdate" }`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BindingSetting {
     /// Claim of the credential.
@@ -140,6 +146,7 @@ impl From<&BindingSetting> for Binding {
 
 /// Face comparison settings.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FaceCheck {
     /// Lowest accepted score, 50-100 (Entra's default is 70); policies may demand more.
@@ -165,6 +172,7 @@ fn default_portrait() -> String {
 
 /// The operator's bounds on passes.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TapBounds {
     /// Shortest lifetime, in minutes.
@@ -200,6 +208,7 @@ fn default_length() -> u8 {
 
 /// Attempt counting.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// The window attempts are counted over, in hours.
@@ -219,6 +228,7 @@ fn default_window() -> u32 {
 
 /// How a provider delivers its result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum IdvMode {
     /// The provider issues an SD-JWT VC to the wallet, presented over OpenID4VP.
@@ -241,6 +251,7 @@ impl IdvMode {
 
 /// The OpenID Connect side of an OIDC4IDA provider.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Oidc4idaSettings {
     /// The provider's authorization endpoint; the user's browser is sent there.
@@ -271,6 +282,7 @@ fn default_id_token_age() -> u64 {
 
 /// An identity verification provider.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct IdvProfile {
     /// Identifier, used in policies (`Regain::Idv::"<id>"`) and audit records.

@@ -146,7 +146,9 @@ impl<T: Clock + Entropy + Directory + Audit + Credentials + FaceMatcher + TrustS
 }
 
 /// What happened, in the vocabulary of the WIT `events` interface.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "kebab-case")]
 pub enum AuditKind {
     /// A user asked to recover an account.
     RecoveryStarted,
@@ -174,6 +176,26 @@ pub enum AuditKind {
     EvaluationCompleted,
     /// The face comparison passed (Regain's own, or the provider's evidence).
     FaceCheckPassed,
+}
+
+/// An audit event as hosts store and export it (one JSON object per line): what the plugin
+/// recorded, with the time the host recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AuditRecord {
+    /// Seconds since the Unix epoch.
+    pub at: u64,
+    /// What happened.
+    pub kind: AuditKind,
+    /// The attempt, as 32 hex digits; every event of one recovery shares it.
+    pub flow_id: String,
+    /// Directory identifier of the user, once known.
+    pub user_id: Option<String>,
+    /// Stable, documented reason code (`ok`, `name-mismatch`, `revoked`...).
+    pub reason: String,
+    /// The reference code shown to the user when the flow failed.
+    pub helpdesk_ref: Option<String>,
 }
 
 /// One audit record: reason codes, never documents, photos or secrets.

@@ -789,3 +789,121 @@ fn grant(
     env.notify_access_restored(&user.id)?;
     finish(state, Step::Completed { secret: pass.secret, expires_at: pass.expires_at, one_time })
 }
+
+/// What `explain` assumes where a real flow would measure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assumptions {
+    /// Recoveries the user started in the attempt window.
+    pub attempts_in_window: u32,
+    /// Recoveries started from the client's address in the window.
+    pub attempts_from_address: u32,
+    /// Whether the user completed a recovery in the last 24 hours.
+    pub recovered_in_last_day: bool,
+    /// The country of the request, used when the directory has none.
+    pub client_country: Option<String>,
+    /// The account match a verified credential would give.
+    pub match_reason: String,
+    /// The face score; `None` takes the configured threshold.
+    pub face_score: Option<u8>,
+}
+
+impl Default for Assumptions {
+    fn default() -> Self {
+        Self {
+            attempts_in_window: 0,
+            attempts_from_address: 0,
+            recovered_in_last_day: false,
+            client_country: None,
+            match_reason: "matched-exact".into(),
+            face_score: None,
+        }
+    }
+}
+
+fn stage(name: &str, action: &str, resource: (&str, &str), context: &Value, d: &Decision) -> Value {
+    json!({
+        "stage": name,
+        "action": action,
+        "resource": format!("{}::\"{}\"", resource.0, resource.1),
+        "context": context,
+        "decision": if d.allowed { "allow" } else { "deny" },
+        "determining": d.determining,
+        "errors": d.errors,
+    })
+}
+
+/// Every policy decision a recovery of `user` would meet, with the determining policy ids
+/// and the facts that went in: eligibility, routing for each provider, the pass (as if the
+/// credential verified and matched with `assume`), and the recovery scope. For operators
+/// and policy authors; nothing is recorded or issued.
+pub fn explain(loaded: &Loaded, user: &User, now: u64, assume: &Assumptions) -> Result<Value, FlowError> {
+    let d = &loaded.deployment;
+    let entities = entities(user, d, now, &[]);
+    let facts = loaded.policies.facts(entities.clone()).map_err(policy_error)?;
+    let deployment = ("Regain::Deployment", "default");
+    let mut stages = Vec::new();
+
+    let context = json!({
+        "attempts_in_window": assume.attempts_in_window,
+        "attempts_from_address": assume.attempts_from_address,
+        "recovered_in_last_day": assume.recovered_in_last_day,
+    });
+    let eligible = ask(loaded, user, &facts, "startRecovery", deployment, context.clone())?;
+    stages.push(stage("eligibility", "startRecovery", deployment, &context, &eligible));
+
+    let country = user.country.clone().or_else(|| assume.client_country.clone()).unwrap_or_default();
+    let mut routed = None;
+    for idv in d.idvs_by_priority() {
+        let context = json!({ "country": country });
+        let decision = ask(loaded, user, &facts, "useIdv", ("Regain::Idv", &idv.id), context.clone())?;
+        if decision.allowed && routed.is_none() {
+            routed = Some(idv);
+        }
+        stages.push(stage("routing", "useIdv", ("Regain::Idv", &idv.id), &context, &decision));
+    }
+
+    let (face_source, face_score, vct) = match routed {
+        Some(idv) if idv.mode == IdvMode::Oidc4ida => ("idv", 0, String::new()),
+        Some(idv) => (
+            "regain",
+            assume.face_score.unwrap_or(d.face_check.threshold),
+            idv.vct.first().cloned().unwrap_or_default(),
+        ),
+        None => ("regain", assume.face_score.unwrap_or(d.face_check.threshold), String::new()),
+    };
+    let context = json!({
+        "match_reason": assume.match_reason,
+        "face_score": face_score,
+        "face_source": face_source,
+        "live": true,
+        "holder_bound": true,
+        "issuer": routed.map(|idv| idv.issuer.clone()).unwrap_or_default(),
+        "vct": vct,
+    });
+    let pass = ask(loaded, user, &facts, "issueTap", deployment, context.clone())?;
+    let mut pass_stage = stage("pass", "issueTap", deployment, &context, &pass);
+    if pass.allowed {
+        let (lifetime, one_time, cooldown) = pass_from(loaded, &pass);
+        if let Some(fields) = pass_stage.as_object_mut() {
+            fields.insert(
+                "pass".into(),
+                json!({ "lifetime_minutes": lifetime, "one_time": one_time, "cooldown_minutes": cooldown }),
+            );
+        }
+    }
+    stages.push(pass_stage);
+    for action in ["revokeMethods", "revokeSessions"] {
+        let decision = ask(loaded, user, &facts, action, deployment, json!({}))?;
+        stages.push(stage("scope", action, deployment, &json!({}), &decision));
+    }
+
+    let would_recover = eligible.allowed && routed.is_some() && pass.allowed;
+    Ok(json!({
+        "user": user.id,
+        "mode": if d.mode == Mode::Evaluation { "evaluation" } else { "production" },
+        "would_recover": would_recover,
+        "routed_to": routed.map(|idv| idv.id.clone()),
+        "entities": entities,
+        "stages": stages,
+    }))
+}

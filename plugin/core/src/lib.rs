@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod checks;
 pub mod config;
 pub mod env;
 pub mod flow;
@@ -10,6 +11,7 @@ mod login;
 pub mod matching;
 pub mod openid4vp;
 pub mod policy;
+pub mod policy_test;
 pub mod sdjwt;
 pub mod secret;
 pub mod state;

@@ -6,7 +6,8 @@
 
 use cedar_policy::{
     ActionConstraint, Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName,
-    EntityUid, PolicyId, PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
+    EntityUid, PolicyId, PolicySet, PrincipalConstraint, Request, ResourceConstraint, RestrictedExpression, Schema,
+    ValidationMode, Validator,
 };
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
@@ -113,6 +114,9 @@ pub struct Policies {
     types: HashMap<String, EntityTypeName>,
     /// For each action, the policies that can apply to it: evaluation skips the others.
     by_action: HashMap<EntityUid, PolicySet>,
+    /// What validation accepted but an author should see, such as a policy that can never
+    /// apply.
+    warnings: Vec<Diagnostic>,
 }
 
 /// Entities checked against the schema, ready for several decisions.
@@ -175,13 +179,22 @@ impl Policies {
                 origin.push((id.to_owned(), file, text));
             }
         }
+        let mut warnings = Vec::new();
         if problems.is_empty() {
             let result = Validator::new(schema.clone()).validate(&set, ValidationMode::Strict);
+            let place = |id: &str| {
+                origin.iter().find(|(pid, _, _)| pid == id).map_or(("", ""), |(_, file, text)| (*file, *text))
+            };
             for e in result.validation_errors() {
                 let id = e.policy_id().to_string();
-                let (file, text) =
-                    origin.iter().find(|(pid, _, _)| *pid == id).map_or(("", ""), |(_, file, text)| (*file, *text));
+                let (file, text) = place(&id);
                 problems.push(diagnostic(file, text, first_offset(e), format!("policy `{id}`: {e}")));
+            }
+            // Warnings include policies that can never apply (Cedar's impossible-policy check).
+            for w in result.validation_warnings() {
+                let id = w.policy_id().to_string();
+                let (file, text) = place(&id);
+                warnings.push(diagnostic(file, text, first_offset(w), format!("warning: policy `{id}`: {w}")));
             }
         }
         if !problems.is_empty() {
@@ -207,7 +220,38 @@ impl Policies {
             }
             by_action.insert(action.clone(), subset);
         }
-        Ok(Self { set, schema, types, by_action })
+        Ok(Self { set, schema, types, by_action, warnings })
+    }
+
+    /// The entities named in policy scopes (`principal in Regain::Group::"x"`,
+    /// `resource == Regain::Idv::"y"`), as `(policy id, type, id)`: a policy whose scope names
+    /// an entity that does not exist can never apply.
+    pub fn scope_references(&self) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        for policy in self.set.policies() {
+            let mut push = |uid: &EntityUid| {
+                out.push((policy.id().to_string(), uid.type_name().to_string(), uid.id().unescaped().to_owned()));
+            };
+            match policy.principal_constraint() {
+                PrincipalConstraint::In(uid) | PrincipalConstraint::Eq(uid) | PrincipalConstraint::IsIn(_, uid) => {
+                    push(&uid);
+                }
+                PrincipalConstraint::Any | PrincipalConstraint::Is(_) => {}
+            }
+            match policy.resource_constraint() {
+                ResourceConstraint::In(uid) | ResourceConstraint::Eq(uid) | ResourceConstraint::IsIn(_, uid) => {
+                    push(&uid)
+                }
+                ResourceConstraint::Any | ResourceConstraint::Is(_) => {}
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Validation warnings, each as `file:line:col: warning: ...`.
+    pub fn warnings(&self) -> &[Diagnostic] {
+        &self.warnings
     }
 
     /// The shipped default pack.
