@@ -223,9 +223,6 @@ pub struct ReadinessArgs {
     json: bool,
 }
 
-/// The attributes that count as a notification channel.
-const CHANNELS: [&str; 3] = ["email", "phone", "secondary_email"];
-
 /// Who in the recovery scope could not recover, and why (user ids only).
 #[derive(serde::Serialize)]
 pub struct Readiness {
@@ -257,8 +254,8 @@ pub fn readiness_report(loaded: &Loaded, users: &[User]) -> Readiness {
     };
     let mut duplicate_names: Vec<Vec<String>> = by_name.into_values().filter(|ids| ids.len() > 1).collect();
     duplicate_names.sort();
-    let has_channel =
-        |u: &User| u.attributes.iter().any(|(k, v)| CHANNELS.contains(&k.as_str()) && !v.trim().is_empty());
+    let channels = &d.notifications.channels;
+    let has_channel = |u: &User| u.attributes.iter().any(|(k, v)| channels.contains(k) && !v.trim().is_empty());
     Readiness {
         scope_group: d.scope_group.clone(),
         tap_scope_group: d.tap_scope().to_owned(),

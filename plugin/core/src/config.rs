@@ -33,6 +33,9 @@ pub struct Deployment {
     /// Attempt counting.
     #[serde(default)]
     pub limits: Limits,
+    /// How the user's other channels are told that access was restored.
+    #[serde(default)]
+    pub notifications: Notifications,
     /// Identity verification provider profiles.
     #[serde(rename = "idv")]
     pub idvs: Vec<IdvProfile>,
@@ -226,6 +229,32 @@ fn default_window() -> u32 {
     6
 }
 
+/// Notification settings; the host sends the messages.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Notifications {
+    /// Directory attributes that hold the user's other channels (an address or a number).
+    #[serde(default = "default_channels")]
+    pub channels: Vec<String>,
+    /// The sender of notification mail, e.g. `Regain <recovery@example.org>`.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// The page of the "this wasn't me" link, which locks the account again.
+    #[serde(default)]
+    pub report_url: Option<String>,
+}
+
+impl Default for Notifications {
+    fn default() -> Self {
+        Self { channels: default_channels(), from: None, report_url: None }
+    }
+}
+
+fn default_channels() -> Vec<String> {
+    vec!["email".into(), "phone".into()]
+}
+
 /// How a provider delivers its result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -329,6 +358,23 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// The dotted path of the key at byte `offset` (`verifier.response_uri`), from the key on
+/// that line and the table header above it; `None` when the offset is not on a key line.
+fn key_path(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text.get(line_start..)?.lines().next()?;
+    let key = line.split_once('=')?.0.trim().trim_matches('"');
+    if key.is_empty() || key.starts_with('[') {
+        return None;
+    }
+    let table = before.get(..line_start)?.lines().rev().find_map(|l| {
+        let l = l.trim();
+        l.starts_with('[').then(|| l.trim_start_matches('[').trim_end_matches(']').trim().to_owned())
+    });
+    Some(table.map_or_else(|| key.to_owned(), |t| format!("{t}.{key}")))
+}
+
 /// `https://`, or `http://` on the loopback host.
 fn is_https_or_loopback(url: &str) -> bool {
     url.starts_with("https://")
@@ -347,7 +393,12 @@ impl Deployment {
                 let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
                 (u32::try_from(line).unwrap_or(u32::MAX), u32::try_from(column).unwrap_or(u32::MAX))
             });
-            ConfigError { file: file.into(), line, column, message: e.message().trim().to_owned() }
+            let message = e.message().trim();
+            let message = match e.span().and_then(|span| key_path(text, span.start)) {
+                Some(path) => format!("`{path}`: {message}"),
+                None => message.to_owned(),
+            };
+            ConfigError { file: file.into(), line, column, message }
         })?;
         deployment.check().map_err(|message| ConfigError { file: file.into(), line: 0, column: 0, message })?;
         Ok(deployment)
@@ -458,12 +509,15 @@ countries = ["*"]
     fn unknown_keys_and_wrong_types_name_the_key_and_its_position() {
         let typo = MINIMAL.replace("[verifier]", "[verifier]\nresponse_url = \"x\"");
         let err = Deployment::parse("regain.toml", &typo).unwrap_err();
-        assert!(err.message.contains("unknown field `response_url`"), "{err}");
+        assert!(err.message.starts_with("`verifier.response_url`: unknown field `response_url`"), "{err}");
         assert_eq!((err.line, err.column), (5, 1), "{err}");
 
         let wrong = MINIMAL.replace("countries = [\"*\"]", "countries = [\"*\"]\npriority = \"high\"");
         let err = Deployment::parse("regain.toml", &wrong).unwrap_err();
         assert!(err.to_string().starts_with("regain.toml:12:"), "{err}");
+        assert!(err.message.starts_with("`idv.priority`: invalid type"), "{err}");
+        let top = format!("mode = 3\n{MINIMAL}");
+        assert!(Deployment::parse("r", &top).unwrap_err().message.starts_with("`mode`: "));
     }
 
     #[test]
