@@ -10,6 +10,7 @@ mod imports;
 mod limits;
 pub mod memory;
 pub mod native;
+pub mod reload;
 
 pub use cache::{LoadReport, Origin};
 pub use config::{MIN_MEMORY_LIMIT, SandboxConfig};

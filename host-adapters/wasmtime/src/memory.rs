@@ -7,6 +7,7 @@
 //! generated from the operating system's random source and kept only as SHA-256 digests.
 
 use crate::imports::{Credentials, Deployments, Directory, Events, FaceCheck, Trust};
+use crate::reload::DeploymentStore;
 use crate::wit::credentials::{CredentialError, IssuedTap, MethodKind, TapRequest};
 use crate::wit::deployment::{Bundle, DeploymentError};
 use crate::wit::directory::DirectoryError;
@@ -50,7 +51,7 @@ struct Log {
 #[derive(Default)]
 struct Setup {
     users: Vec<User>,
-    deployments: HashMap<String, Bundle>,
+    deployments: DeploymentStore,
     issuers: HashMap<String, String>,
     status_lists: HashMap<String, String>,
 }
@@ -76,11 +77,11 @@ impl MemoryBuilder {
     }
 
     /// A deployment: configuration text and policy files.
-    pub fn deployment(mut self, name: &str, config: &str, policies: &[(&str, &str)]) -> Self {
+    pub fn deployment(self, name: &str, config: &str, policies: &[(&str, &str)]) -> Self {
         let source = |(name, text): (&str, &str)| SourceFile { name: name.to_owned(), text: text.to_owned() };
         let bundle =
             Bundle { config: source((name, config)), policies: policies.iter().copied().map(source).collect() };
-        self.setup.deployments.insert(name.to_owned(), bundle);
+        self.setup.deployments.publish(name, bundle);
         self
     }
 
@@ -111,6 +112,12 @@ impl MemoryAdapter {
     /// Starts building an adapter.
     pub fn builder() -> MemoryBuilder {
         MemoryBuilder::default()
+    }
+
+    /// The deployments this adapter serves; publishing into it (for instance from a
+    /// [`crate::reload::FileDeployment`]) changes what the next call gets.
+    pub fn deployments(&self) -> DeploymentStore {
+        self.setup.deployments.clone()
     }
 
     /// An adapter with the same setup and an empty log of its own.
@@ -177,7 +184,7 @@ impl Directory for MemoryAdapter {
 
 impl Deployments for MemoryAdapter {
     async fn bundle(&self, config_ref: String) -> Result<Bundle, DeploymentError> {
-        self.setup.deployments.get(&config_ref).cloned().ok_or(DeploymentError::Unknown(config_ref))
+        self.setup.deployments.get(&config_ref).map(|b| (*b).clone()).ok_or(DeploymentError::Unknown(config_ref))
     }
 }
 

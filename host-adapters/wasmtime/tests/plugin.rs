@@ -22,24 +22,12 @@ use regain_host::wit::flow::{FlowError, FlowInput, Step};
 use regain_host::wit::types::SourceFile;
 use regain_host::{ComponentSource, LoadError, Origin, PluginHost, SandboxConfig};
 use serde_json::json;
-use support::{client, config, directory};
+use support::{CONFIG, client, config, directory};
 
 fn plugin() -> PluginHost<MemoryAdapter> {
     PluginHost::new(config(), ComponentSource::Bundled).expect("the bundled plugin loads")
 }
 
-const CONFIG: &str = r#"
-scope_group = "recovery"
-
-[verifier]
-response_uri = "https://recovery.example.org/vp/response"
-
-[[idv]]
-id = "dev-idv"
-issuer = "https://idv.example"
-vct = ["https://idv.example/credentials/identity"]
-countries = ["*"]
-"#;
 const ISSUER: &str = "https://idv.example";
 const STATUS_URI: &str = "https://idv.example/status/1";
 

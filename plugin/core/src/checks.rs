@@ -112,8 +112,9 @@ pub fn run(deployment: &Deployment, policies: &Policies, users: Option<&[User]>)
         let exists = match kind.as_str() {
             "Regain::Idv" => Some(deployment.idvs.iter().any(|idv| idv.id == id)),
             "Regain::Deployment" => Some(id == "default"),
-            "Regain::Group" => users
-                .map(|users| id == scope || id == tap_scope || users.iter().any(|u| u.groups.iter().any(|g| *g == id))),
+            "Regain::Group" => {
+                users.map(|users| id == scope || id == tap_scope || users.iter().any(|u| u.groups.contains(&id)))
+            }
             "Regain::User" => users.map(|users| users.iter().any(|u| u.id == id)),
             _ => None,
         };

@@ -160,3 +160,17 @@ macro_rules! delegate_all_but_directory {
 pub(crate) use delegate_all_but_directory;
 
 delegate_all_but_directory!(Slow);
+
+/// A minimal deployment: everyone in `recovery` may recover through one provider.
+pub const CONFIG: &str = r#"
+scope_group = "recovery"
+
+[verifier]
+response_uri = "https://recovery.example.org/vp/response"
+
+[[idv]]
+id = "dev-idv"
+issuer = "https://idv.example"
+vct = ["https://idv.example/credentials/identity"]
+countries = ["*"]
+"#;
