@@ -272,13 +272,46 @@ async fn resume_refuses_foreign_state() {
 }
 
 #[tokio::test]
-async fn admin_exports_answer_unsupported() {
+async fn admin_validate_reports_every_problem_with_its_position() {
     let host = plugin();
-    let config = SourceFile { name: "regain.toml".into(), text: String::new() };
-    let err = host.validate(directory(), &config, &[]).await.unwrap().unwrap_err();
-    assert!(matches!(err, AdminError::Unsupported(ref t) if t.contains("admin.validate")), "{err:?}");
-    let err = host.explain(directory(), &config, &[], "ana@example.org").await.unwrap().unwrap_err();
-    assert!(matches!(err, AdminError::Unsupported(ref t) if t.contains("admin.explain")), "{err:?}");
+    let source = |name: &str, text: &str| SourceFile { name: name.into(), text: text.into() };
+    let defaults: Vec<SourceFile> = DEFAULT_POLICIES.iter().map(|(n, t)| source(n, t)).collect();
+    let config = source("regain.toml", CONFIG);
+    assert_eq!(host.validate(directory(), &config, &defaults).await.unwrap(), Ok(()));
+
+    let typo = source("regain.toml", &CONFIG.replace("scope_group", "scope_grup"));
+    let Err(AdminError::Invalid(found)) = host.validate(directory(), &typo, &defaults).await.unwrap() else {
+        panic!("a config typo was accepted")
+    };
+    assert_eq!((found[0].file.as_str(), found[0].line, found[0].column), ("regain.toml", 2, 1));
+    assert!(found[0].message.starts_with("`scope_grup`: unknown field"), "{found:?}");
+
+    let broken =
+        source("eligibility.cedar", "@id(\"x\")\npermit (principal, action, resource) when { principal.enabeld };");
+    let Err(AdminError::Invalid(found)) = host.validate(directory(), &config, &[broken]).await.unwrap() else {
+        panic!("a broken policy was accepted")
+    };
+    assert_eq!((found[0].file.as_str(), found[0].line), ("eligibility.cedar", 2), "{found:?}");
+    assert!(found[0].message.contains("enabeld"), "{found:?}");
+}
+
+#[tokio::test]
+async fn admin_explain_runs_the_decisions_for_a_directory_user() {
+    let host = plugin();
+    let source = |name: &str, text: &str| SourceFile { name: name.into(), text: text.into() };
+    let defaults: Vec<SourceFile> = DEFAULT_POLICIES.iter().map(|(n, t)| source(n, t)).collect();
+    let config = source("regain.toml", CONFIG);
+    let adapter = world(CONFIG);
+    let text = host.explain(adapter.clone(), &config, &defaults, "ana@example.org").await.unwrap().unwrap();
+    let explained: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(explained["user"], "u-ana");
+    assert_eq!(explained["would_recover"], true);
+    assert_eq!(explained["stages"][0]["determining"], json!(["eligibility-scope"]));
+    assert!(adapter.audit_events().is_empty(), "explaining records nothing");
+    assert!(adapter.taps().is_empty());
+
+    let unknown = host.explain(adapter, &config, &defaults, "nobody@example.org").await.unwrap();
+    assert!(matches!(unknown, Err(AdminError::Invalid(ref d)) if d[0].message.contains("no user")), "{unknown:?}");
 }
 
 /// The imports section of the root README, between its markers.

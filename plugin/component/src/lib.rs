@@ -305,15 +305,51 @@ impl flow::Guest for Plugin {
 }
 
 impl admin::Guest for Plugin {
-    fn validate(_config: types::SourceFile, _policies: Vec<types::SourceFile>) -> Result<(), admin::AdminError> {
-        Err(admin::AdminError::Unsupported("`admin.validate` is not implemented by this plugin build".into()))
+    fn validate(config: types::SourceFile, policies: Vec<types::SourceFile>) -> Result<(), admin::AdminError> {
+        let loaded = check(&config, &policies)?;
+        // The safety checks that need no directory; the others need the host's users.
+        let errors: Vec<admin::Diagnostic> = regain_core::checks::run(&loaded.deployment, &loaded.policies, None)
+            .into_iter()
+            .filter(|f| f.severity == regain_core::checks::Severity::Error)
+            .map(|f| admin::Diagnostic { file: config.name.clone(), line: 0, column: 0, message: f.to_string() })
+            .collect();
+        if errors.is_empty() { Ok(()) } else { Err(admin::AdminError::Invalid(errors)) }
     }
 
     fn explain(
-        _config: types::SourceFile,
-        _policies: Vec<types::SourceFile>,
-        _login: String,
+        config: types::SourceFile,
+        policies: Vec<types::SourceFile>,
+        login: String,
     ) -> Result<String, admin::AdminError> {
-        Err(admin::AdminError::Unsupported("`admin.explain` is not implemented by this plugin build".into()))
+        let loaded = check(&config, &policies)?;
+        let login = Login::parse(&login).map_err(|e| invalid(&config.name, &e.to_string()))?;
+        let user = Imports.find_user_by_login(&login).map_err(|e| admin::AdminError::Host(e.to_string()))?;
+        let user = user.ok_or_else(|| invalid(&config.name, "no user of the directory has this login"))?;
+        let now = Imports.now_unix();
+        let explained = regain_core::flow::explain(&loaded, &user, now, &regain_core::flow::Assumptions::default())
+            .map_err(|e| invalid(&config.name, &e.to_string()))?;
+        Ok(explained.to_string())
     }
+}
+
+fn invalid(file: &str, message: &str) -> admin::AdminError {
+    admin::AdminError::Invalid(vec![admin::Diagnostic {
+        file: file.to_owned(),
+        line: 0,
+        column: 0,
+        message: message.to_owned(),
+    }])
+}
+
+/// Parses and validates a deployment handed to an admin call.
+fn check(config: &types::SourceFile, policies: &[types::SourceFile]) -> Result<regain_core::Loaded, admin::AdminError> {
+    let files: Vec<(&str, &str)> = policies.iter().map(|p| (p.name.as_str(), p.text.as_str())).collect();
+    regain_core::Loaded::check((&config.name, &config.text), &files).map_err(|problems| {
+        admin::AdminError::Invalid(
+            problems
+                .into_iter()
+                .map(|d| admin::Diagnostic { file: d.file, line: d.line, column: d.column, message: d.message })
+                .collect(),
+        )
+    })
 }

@@ -46,10 +46,17 @@ impl Loaded {
     /// Parses and validates a configuration file and policy files; every problem is reported
     /// as `file:line:col: message`.
     pub fn load(config: (&str, &str), policies: &[(&str, &str)]) -> Result<Self, FlowError> {
-        let deployment = Deployment::parse(config.0, config.1).map_err(|e| FlowError::Config(e.to_string()))?;
-        let policies = Policies::load(policies).map_err(|problems| {
+        Self::check(config, policies).map_err(|problems| {
             FlowError::Config(problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+        })
+    }
+
+    /// [`Loaded::load`] with every problem as a structured diagnostic.
+    pub fn check(config: (&str, &str), policies: &[(&str, &str)]) -> Result<Self, Vec<crate::policy::Diagnostic>> {
+        let deployment = Deployment::parse(config.0, config.1).map_err(|e| {
+            vec![crate::policy::Diagnostic { file: e.file, line: e.line, column: e.column, message: e.message }]
         })?;
+        let policies = Policies::load(policies)?;
         Ok(Self { reference: config.0.to_owned(), deployment, policies })
     }
 }
