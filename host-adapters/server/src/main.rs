@@ -205,9 +205,21 @@ async fn demo(component: Option<&PathBuf>) -> anyhow::Result<ExitCode> {
     println!("imports    {}", host.component_imports().join("\n           "));
     println!();
 
+    let config = include_str!("../demo/regain.toml");
+    // The safety checks every host runs when it loads a deployment.
+    let loaded = regain_core::Loaded::load(("demo/regain.toml", config), &regain_core::policy::DEFAULT_POLICIES)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let users: Vec<regain_core::User> = directory_file::demo_users().into_iter().map(directory_file::to_core).collect();
+    let findings = regain_core::checks::run(&loaded.deployment, &loaded.policies, Some(&users));
+    println!("checks     {}", if findings.is_empty() { "no findings".to_owned() } else { findings.len().to_string() });
+    for finding in &findings {
+        println!("           {finding}");
+    }
+    println!();
+
     let adapter = MemoryAdapter::builder()
         .users(directory_file::demo_users())
-        .deployment("default", include_str!("../demo/regain.toml"), &regain_core::policy::DEFAULT_POLICIES)
+        .deployment("default", config, &regain_core::policy::DEFAULT_POLICIES)
         .build();
     for login in ["ana.silva@example.org", "nobody@example.org", "   "] {
         let outcome = host.start(adapter.clone(), "default", login, &local_client()).await.context("plugin call")?;

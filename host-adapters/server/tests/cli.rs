@@ -51,4 +51,5 @@ fn the_demo_runs_the_plugin_and_shows_the_audit_log() {
     assert!(text.contains("\"reason\":\"ok\""), "{text}");
     assert!(text.contains("\"kind\":\"recovery-started\""), "{text}");
     assert!(text.contains("\"error\":\"invalid-login\""), "{text}");
+    assert!(text.contains("checks     no findings"), "the demo deployment passes the safety checks: {text}");
 }

@@ -401,6 +401,19 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn every_shipped_policy_states_its_intent_above_its_id() {
+        for (file, text) in DEFAULT_POLICIES {
+            let lines: Vec<&str> = text.lines().collect();
+            for (i, line) in lines.iter().enumerate().filter(|(_, l)| l.starts_with("@id(")) {
+                // The comment block right above the policy's annotations.
+                let above = lines[..i].iter().rev().skip_while(|l| l.starts_with('@'));
+                let mut block = above.take_while(|l| l.starts_with("//"));
+                assert!(block.any(|c| c.starts_with("// Intent:")), "{file}: `{line}` has no `// Intent:` comment");
+            }
+        }
+    }
+
+    #[test]
     fn the_default_pack_validates_and_every_policy_is_named() {
         let policies = Policies::defaults().unwrap_or_else(|d| panic!("{d:#?}"));
         let ids = policies.ids();
