@@ -331,6 +331,11 @@ pub struct IdvProfile {
     /// Where the host fetches the issuer's JWK Set instead.
     #[serde(default)]
     pub jwks_uri: Option<String>,
+    /// Claim bindings: Regain's claim name to the provider's, for providers that name them
+    /// differently (`given_name = "first_name"`). Keys: `given_name`, `family_name`, the
+    /// portrait claim and the `matching.bind` claims.
+    #[serde(default)]
+    pub claims: std::collections::BTreeMap<String, String>,
     /// The OpenID Connect settings (OIDC4IDA mode).
     #[serde(default)]
     pub oidc4ida: Option<Oidc4idaSettings>,
@@ -449,6 +454,18 @@ impl Deployment {
                             ));
                         }
                     }
+                }
+            }
+            for ours in idv.claims.keys() {
+                let known = ["given_name", "family_name"].contains(&ours.as_str())
+                    || *ours == self.face_check.portrait_claim
+                    || self.matching.bind.iter().any(|b| b.claim == *ours);
+                if !known {
+                    return Err(format!(
+                        "`idv.claims.{ours}` of `{}` binds a claim Regain does not use (given_name, family_name, \
+                         the portrait claim or a `matching.bind` claim)",
+                        idv.id
+                    ));
                 }
             }
             if idv.jwks_file.is_some() && idv.jwks_uri.is_some() {

@@ -304,13 +304,24 @@ fn profile<'d>(deployment: &'d Deployment, id: &str) -> Result<&'d IdvProfile, F
         .ok_or_else(|| FlowError::Config(format!("provider `{id}` is not configured")))
 }
 
-/// The claims the flow asks the provider for.
-fn wanted_claims(d: &Deployment, portrait: bool) -> Vec<&str> {
+/// The claims the flow asks the provider for, under the provider's names.
+fn wanted_claims<'d>(d: &'d Deployment, idv: &'d IdvProfile, portrait: bool) -> Vec<&'d str> {
     let mut claims = vec!["given_name", "family_name"];
     if portrait {
         claims.push(d.face_check.portrait_claim.as_str());
     }
     claims.extend(d.matching.bind.iter().map(|b| b.claim.as_str()));
+    claims.into_iter().map(|ours| idv.claims.get(ours).map_or(ours, String::as_str)).collect()
+}
+
+/// The verified claims under Regain's names: the provider's bound names are renamed
+/// (`[idv.claims] given_name = "first_name"`).
+fn our_names(idv: &IdvProfile, mut claims: serde_json::Map<String, Value>) -> serde_json::Map<String, Value> {
+    for (ours, theirs) in &idv.claims {
+        if let Some(value) = claims.remove(theirs) {
+            claims.insert(ours.clone(), value);
+        }
+    }
     claims
 }
 
@@ -322,7 +333,7 @@ fn request_step(env: &mut impl Environment, loaded: &Loaded, state: &mut FlowSta
         let oauth_state = openid4vp::random_token(env);
         let code_verifier = openid4vp::random_token(env);
         let challenge = crate::jose::b64url_encode(&<sha2::Sha256 as sha2::Digest>::digest(code_verifier.as_bytes()));
-        let claims = ida::claims_request(&wanted_claims(d, false), &oidc.trust_frameworks).to_string();
+        let claims = ida::claims_request(&wanted_claims(d, idv, false), &oidc.trust_frameworks).to_string();
         let separator = if oidc.authorization_endpoint.contains('?') { '&' } else { '?' };
         let enc = openid4vp::percent_encode;
         let url = format!(
@@ -340,7 +351,7 @@ fn request_step(env: &mut impl Environment, loaded: &Loaded, state: &mut FlowSta
         state.client_id = oidc.client_id.clone();
         return Ok(Step::Redirect { url, state: oauth_state, code_verifier });
     }
-    let claims = wanted_claims(d, true);
+    let claims = wanted_claims(d, idv, true);
     let request = openid4vp::build_request(
         env,
         &RequestParams {
@@ -559,11 +570,12 @@ fn on_presentation(
             return fail(loaded, state, rejection.code());
         }
     };
-    let matched = match match_verified(env, loaded, &state, &vc.claims)? {
+    let claims = our_names(idv, vc.claims);
+    let matched = match match_verified(env, loaded, &state, &claims)? {
         Ok(reason) => reason,
         Err(reason) => return fail(loaded, state, &reason),
     };
-    let Some(portrait) = vc.claims.get(&d.face_check.portrait_claim).and_then(Value::as_str) else {
+    let Some(portrait) = claims.get(&d.face_check.portrait_claim).and_then(Value::as_str) else {
         audit(env, &state, AuditKind::DocumentFailed, "portrait-missing", true)?;
         return fail(loaded, state, "portrait-missing");
     };
@@ -628,7 +640,8 @@ fn on_id_token(
             return fail(loaded, state, rejection.code());
         }
     };
-    let matched = match match_verified(env, loaded, &state, &identity.claims)? {
+    let claims = our_names(idv, identity.claims);
+    let matched = match match_verified(env, loaded, &state, &claims)? {
         Ok(reason) => reason,
         Err(reason) => return fail(loaded, state, &reason),
     };

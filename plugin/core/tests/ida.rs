@@ -383,3 +383,32 @@ fn unknown_logins_are_redirected_like_known_ones() {
     assert!(matches!(t.step, Step::Failed { reason: FAILED, .. }));
     assert!(w.taps.is_empty());
 }
+
+#[test]
+fn claim_bindings_rename_a_providers_claims() {
+    let config = CONFIG.replace(
+        "[idv.oidc4ida]",
+        "[idv.claims]\ngiven_name = \"first_name\"\nfamily_name = \"last_name\"\n\n[idv.oidc4ida]",
+    );
+    let l = Loaded::load(("regain.toml", &config), &DEFAULT_POLICIES).unwrap();
+    let mut w = world();
+    let t1 = flow::start(&mut w, &l, "ana@example.org", &Client::default()).unwrap();
+    let Step::Redirect { url, .. } = &t1.step else { panic!("{:?}", t1.step) };
+    let asked: Value = serde_json::from_str(&param(url, "claims")).unwrap();
+    let asked = &asked["id_token"]["verified_claims"]["claims"];
+    assert!(asked.get("first_name").is_some() && asked.get("given_name").is_none(), "{asked}");
+
+    let nonce = param(url, "nonce");
+    let token = Assertion {
+        nonce: &nonce,
+        claims: vec![("first_name", json!("Ana")), ("last_name", json!("Silva"))],
+        ..assertion()
+    }
+    .id_token(&issuer_key());
+    let t2 = flow::resume(&mut w, &l, &t1.state, Input::IdToken(token)).unwrap();
+    assert!(matches!(t2.step, Step::Completed { .. }), "{:?} {:?}", t2.step, w.kinds());
+
+    let unknown = CONFIG.replace("[idv.oidc4ida]", "[idv.claims]\nshoe_size = \"size\"\n\n[idv.oidc4ida]");
+    let err = Loaded::load(("regain.toml", &unknown), &DEFAULT_POLICIES).unwrap_err().to_string();
+    assert!(err.contains("`idv.claims.shoe_size` of `ida` binds a claim Regain does not use"), "{err}");
+}
