@@ -1,0 +1,4 @@
+//! The reference server's library: storage today; the OpenID Provider grows here. The
+//! `regain` command is the binary of this package.
+
+pub mod store;

@@ -1,0 +1,374 @@
+//! The reference server's storage: one SQL database, a SQLite file by default (created on
+//! first start with no set-up) or PostgreSQL when the URL says so. Recovery sessions, passes,
+//! single-use values, rate-limit counters and audit events live here, so that several server
+//! processes on one PostgreSQL behave as one.
+//!
+//! Queries are written once with `$n` parameters, which both drivers accept; the schema has a
+//! migration file per dialect (`migrations/<dialect>/NNNN_*.sql`), applied in order and
+//! recorded in `schema_migrations`.
+//!
+//! INVARIANT: secrets never reach the database in the clear. A pass is stored as its
+//! HMAC-SHA-256 under a server key ([`TapKey`]); single-use values as their SHA-256.
+
+use regain_core::env::{AuditKind, AuditRecord};
+use ring::rand::SecureRandom as _;
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Row as _};
+use std::time::Duration;
+
+/// The migrations of each dialect, in order: `(version, sql)`.
+const SQLITE_MIGRATIONS: [(i64, &str); 1] = [(1, include_str!("../migrations/sqlite/0001_init.sql"))];
+const POSTGRES_MIGRATIONS: [(i64, &str); 1] = [(1, include_str!("../migrations/postgres/0001_init.sql"))];
+
+/// Which database the store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// A SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// A storage failure; the text is for the log and names no secret.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL names no supported database.
+    #[error("unsupported database URL (use `sqlite://FILE` or `postgres://...`)")]
+    UnsupportedUrl,
+    /// The database refused or failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The system random generator failed.
+    #[error("no random source")]
+    Random,
+}
+
+/// The database.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+/// A pass to store: the secret itself never is, only its MAC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTap {
+    /// Identifier, for revocation and the audit log.
+    pub id: String,
+    /// The user.
+    pub user_id: String,
+    /// HMAC-SHA-256 of the secret under the server key, hex.
+    pub secret_mac: String,
+    /// Seconds since the Unix epoch.
+    pub created_at: i64,
+    /// Not usable before.
+    pub not_before: i64,
+    /// Not usable from.
+    pub expires_at: i64,
+    /// Dies at first use.
+    pub one_time: bool,
+}
+
+/// The outcome of a redemption.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redemption {
+    /// The pass was valid and is now used.
+    Redeemed {
+        /// The pass.
+        tap_id: String,
+        /// Its user.
+        user_id: String,
+    },
+    /// No valid pass has this secret: unknown, expired, not yet valid, revoked or used.
+    Refused,
+}
+
+/// The server key passes are MACed with.
+pub struct TapKey(ring::hmac::Key);
+
+impl TapKey {
+    /// The key from its material.
+    pub fn new(material: &[u8]) -> Self {
+        Self(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, material))
+    }
+
+    /// HMAC-SHA-256 of a pass secret, hex.
+    pub fn mac(&self, secret: &str) -> String {
+        hex(ring::hmac::sign(&self.0, secret.as_bytes()).as_ref())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 of a single-use value, hex.
+pub fn digest(value: &str) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, value.as_bytes()).as_ref())
+}
+
+/// `count` random bytes, hex.
+pub fn random_hex(count: usize) -> Result<String, StoreError> {
+    let mut bytes = vec![0u8; count];
+    ring::rand::SystemRandom::new().fill(&mut bytes).map_err(|_| StoreError::Random)?;
+    Ok(hex(&bytes))
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://FILE`, created if missing, or `postgres://...`) and
+    /// applies pending migrations.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (dialect, url) = if let Some(path) = url.strip_prefix("sqlite://") {
+            let query = if path.contains('?') { "&" } else { "?" };
+            (Dialect::Sqlite, format!("sqlite://{path}{query}mode=rwc"))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Dialect::Postgres, url.to_owned())
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        let options = AnyPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(30));
+        let options = if dialect == Dialect::Sqlite {
+            options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    // Concurrent writers wait for each other instead of failing; WAL lets
+                    // readers proceed during a write.
+                    sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                    Ok(())
+                })
+            })
+        } else {
+            options
+        };
+        let pool = options.connect(&url).await?;
+        let store = Self { pool, dialect };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The dialect.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&self.pool)
+        .await?;
+        let migrations: &[(i64, &str)] = match self.dialect {
+            Dialect::Sqlite => &SQLITE_MIGRATIONS,
+            Dialect::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        for (version, sql) in migrations {
+            let mut tx = self.pool.begin().await?;
+            if self.dialect == Dialect::Postgres {
+                // Two processes starting at once: the second waits, then sees the version.
+                sqlx::query("LOCK TABLE schema_migrations IN EXCLUSIVE MODE").execute(&mut *tx).await?;
+            }
+            let done = sqlx::query("SELECT version FROM schema_migrations WHERE version = $1")
+                .bind(*version)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if done.is_none() {
+                let without_comments: String =
+                    sql.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
+                for statement in without_comments.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                    sqlx::query(statement).execute(&mut *tx).await?;
+                }
+                sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+                    .bind(*version)
+                    .bind(now())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// The server key named `name`, created with 32 random bytes on first use; every
+    /// process sharing the database gets the same one.
+    pub async fn server_key(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        let mut fresh = vec![0u8; 32];
+        ring::rand::SystemRandom::new().fill(&mut fresh).map_err(|_| StoreError::Random)?;
+        sqlx::query(
+            "INSERT INTO server_keys (name, material, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(fresh)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        let row =
+            sqlx::query("SELECT material FROM server_keys WHERE name = $1").bind(name).fetch_one(&self.pool).await?;
+        Ok(row.try_get::<Vec<u8>, _>(0)?)
+    }
+
+    /// Stores a pass.
+    pub async fn insert_tap(&self, tap: &NewTap) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO taps (id, user_id, secret_mac, created_at, not_before, expires_at, one_time) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&tap.id)
+        .bind(&tap.user_id)
+        .bind(&tap.secret_mac)
+        .bind(tap.created_at)
+        .bind(tap.not_before)
+        .bind(tap.expires_at)
+        .bind(i64::from(tap.one_time))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Redeems the pass whose secret has this MAC, at `now`. One statement decides: a
+    /// one-time pass is redeemed by exactly one caller however many race, in this process
+    /// or another on the same database.
+    pub async fn redeem_tap(&self, secret_mac: &str, now: i64) -> Result<Redemption, StoreError> {
+        let row = sqlx::query(
+            "UPDATE taps SET uses = uses + 1, last_used_at = $1 \
+             WHERE secret_mac = $2 AND revoked_at IS NULL AND not_before <= $1 AND expires_at > $1 \
+             AND (one_time = 0 OR uses = 0) \
+             RETURNING id, user_id",
+        )
+        .bind(now)
+        .bind(secret_mac)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(row) => Redemption::Redeemed { tap_id: row.try_get(0)?, user_id: row.try_get(1)? },
+            None => Redemption::Refused,
+        })
+    }
+
+    /// Revokes a pass; `false` when no live pass has this id.
+    pub async fn revoke_tap(&self, tap_id: &str, now: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE taps SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(tap_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Accepts `value` of `kind` (a nonce, an OIDC `state`, a response code) once: `true`
+    /// the first time, `false` ever after until it expires.
+    pub async fn consume_once(&self, kind: &str, value: &str, expires_at: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO single_use (kind, digest, expires_at) VALUES ($1, $2, $3) ON CONFLICT (kind, digest) DO NOTHING",
+        )
+        .bind(kind)
+        .bind(digest(value))
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Counts one hit on `key` in the window starting at `window_start`; returns the hits so
+    /// far, this one included.
+    pub async fn hit(&self, key: &str, window_start: i64) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO rate_limits (key, window_start, hits) VALUES ($1, $2, 1) \
+             ON CONFLICT (key, window_start) DO UPDATE SET hits = rate_limits.hits + 1 RETURNING hits",
+        )
+        .bind(key)
+        .bind(window_start)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Stores a recovery session's state.
+    pub async fn put_session(&self, id: &str, state: &[u8], now: i64, expires_at: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO recovery_sessions (id, state, created_at, updated_at, expires_at) VALUES ($1, $2, $3, $3, $4) \
+             ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+        )
+        .bind(id)
+        .bind(state.to_vec())
+        .bind(now)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A live recovery session's state.
+    pub async fn session(&self, id: &str, now: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query("SELECT state FROM recovery_sessions WHERE id = $1 AND expires_at > $2")
+            .bind(id)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<Vec<u8>, _>(0)).transpose()?)
+    }
+
+    /// Appends an audit event.
+    pub async fn record_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_events (at, kind, flow_id, user_id, reason, helpdesk_ref) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(i64::try_from(record.at).unwrap_or(i64::MAX))
+        .bind(kind_name(record.kind))
+        .bind(&record.flow_id)
+        .bind(record.user_id.as_deref())
+        .bind(&record.reason)
+        .bind(record.helpdesk_ref.as_deref())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Events of `kind` for `user_id` at or after `since`.
+    pub async fn count_recent(&self, kind: AuditKind, user_id: &str, since: i64) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) FROM audit_events WHERE kind = $1 AND user_id = $2 AND at >= $3")
+            .bind(kind_name(kind))
+            .bind(user_id)
+            .bind(since)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Every event of the recovery a helpdesk reference code belongs to, oldest first.
+    pub async fn audit_by_helpdesk_ref(&self, reference: &str) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at, kind, flow_id, user_id, reason, helpdesk_ref FROM audit_events \
+             WHERE flow_id IN (SELECT flow_id FROM audit_events WHERE helpdesk_ref = $1) ORDER BY seq",
+        )
+        .bind(reference)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let kind: String = row.try_get(1)?;
+                Ok(AuditRecord {
+                    at: u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0),
+                    kind: serde_json::from_value(serde_json::Value::String(kind))
+                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                    flow_id: row.try_get(2)?,
+                    user_id: row.try_get(3)?,
+                    reason: row.try_get(4)?,
+                    helpdesk_ref: row.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The stored spelling of an audit kind (`recovery-started`).
+fn kind_name(kind: AuditKind) -> String {
+    serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,177 @@
+//! The reference server's storage against a real SQLite file and a real PostgreSQL server
+//! (`REGAIN_TEST_POSTGRES_URL`, set by `scripts/test`, which starts one).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a failing test panics with the reason"
+)]
+
+use regain_core::env::{AuditKind, AuditRecord};
+use regain_server::store::{Dialect, NewTap, Redemption, Store, TapKey, now, random_hex};
+use std::sync::Arc;
+
+/// A fresh SQLite file, kept alive by the returned directory.
+async fn sqlite() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("regain.db").display());
+    (Store::open(&url).await.unwrap(), dir)
+}
+
+/// A fresh database on the test PostgreSQL server. The suite runs against both databases,
+/// so a missing server is a failure, not a skip.
+async fn postgres() -> Vec<Store> {
+    let url = std::env::var("REGAIN_TEST_POSTGRES_URL")
+        .expect("REGAIN_TEST_POSTGRES_URL is not set: run the suite with `bash scripts/test`, which starts PostgreSQL");
+    let name = format!("regain_{}", random_hex(6).unwrap());
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&url).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.unwrap();
+    admin.close().await;
+    let base = url.rsplit_once('/').unwrap().0;
+    // Two pools: two server processes sharing one database.
+    let a = Store::open(&format!("{base}/{name}")).await.unwrap();
+    let b = Store::open(&format!("{base}/{name}")).await.unwrap();
+    assert_eq!(a.dialect(), Dialect::Postgres);
+    vec![a, b]
+}
+
+async fn both() -> Vec<(Vec<Store>, Option<tempfile::TempDir>)> {
+    let (lite, dir) = sqlite().await;
+    let lite2 = Store::open(&format!("sqlite://{}", dir.path().join("regain.db").display())).await.unwrap();
+    vec![(vec![lite, lite2], Some(dir)), (postgres().await, None)]
+}
+
+fn tap(key: &TapKey, secret: &str, one_time: bool, not_before: i64, expires_at: i64) -> NewTap {
+    NewTap {
+        id: format!("tap-{}", random_hex(8).unwrap()),
+        user_id: "u-ana".into(),
+        secret_mac: key.mac(secret),
+        created_at: now(),
+        not_before,
+        expires_at,
+        one_time,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_one_time_pass_is_redeemed_exactly_once_under_a_hundred_racing_redemptions() {
+    for (stores, _dir) in both().await {
+        let key = TapKey::new(&stores[0].server_key("tap").await.unwrap());
+        assert_eq!(stores[0].server_key("tap").await.unwrap(), stores[1].server_key("tap").await.unwrap());
+        let t = now();
+        stores[0].insert_tap(&tap(&key, "ONE-TIME-SECRET", true, t - 1, t + 600)).await.unwrap();
+        let mac = Arc::new(key.mac("ONE-TIME-SECRET"));
+        let racers: Vec<_> = (0..100)
+            .map(|i| {
+                let store = stores[i % 2].clone();
+                let mac = Arc::clone(&mac);
+                tokio::spawn(async move { store.redeem_tap(&mac, now()).await.unwrap() })
+            })
+            .collect();
+        let mut winners = 0;
+        for racer in racers {
+            if matches!(racer.await.unwrap(), Redemption::Redeemed { .. }) {
+                winners += 1;
+            }
+        }
+        assert_eq!(winners, 1, "{:?}", stores[0].dialect());
+    }
+}
+
+#[tokio::test]
+async fn expiry_cooldown_revocation_and_multi_use_are_enforced_by_the_store() {
+    for (stores, _dir) in both().await {
+        let store = &stores[0];
+        let key = TapKey::new(&store.server_key("tap").await.unwrap());
+        let t = now();
+        store.insert_tap(&tap(&key, "EXPIRED", true, t - 100, t - 1)).await.unwrap();
+        assert_eq!(store.redeem_tap(&key.mac("EXPIRED"), t).await.unwrap(), Redemption::Refused);
+        store.insert_tap(&tap(&key, "COOLING", true, t + 3600, t + 7200)).await.unwrap();
+        assert_eq!(store.redeem_tap(&key.mac("COOLING"), t).await.unwrap(), Redemption::Refused);
+        assert!(matches!(store.redeem_tap(&key.mac("COOLING"), t + 3600).await.unwrap(), Redemption::Redeemed { .. }));
+
+        let multi = tap(&key, "MULTI", false, t - 1, t + 600);
+        store.insert_tap(&multi).await.unwrap();
+        for _ in 0..3 {
+            assert!(matches!(store.redeem_tap(&key.mac("MULTI"), t).await.unwrap(), Redemption::Redeemed { .. }));
+        }
+        assert!(store.revoke_tap(&multi.id, t).await.unwrap());
+        assert!(!store.revoke_tap(&multi.id, t).await.unwrap(), "revoked once");
+        assert_eq!(store.redeem_tap(&key.mac("MULTI"), t).await.unwrap(), Redemption::Refused);
+        assert_eq!(store.redeem_tap(&key.mac("NEVER-ISSUED"), t).await.unwrap(), Redemption::Refused);
+        // Another server key never redeems these passes.
+        let other = TapKey::new(b"another key");
+        store.insert_tap(&tap(&key, "KEYED", true, t - 1, t + 600)).await.unwrap();
+        assert_eq!(store.redeem_tap(&other.mac("KEYED"), t).await.unwrap(), Redemption::Refused);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nonces_and_codes_are_accepted_once_across_processes() {
+    for (stores, _dir) in both().await {
+        let racers: Vec<_> = (0..50)
+            .map(|i| {
+                let store = stores[i % 2].clone();
+                tokio::spawn(async move { store.consume_once("nonce", "n-123", now() + 600).await.unwrap() })
+            })
+            .collect();
+        let mut accepted = 0;
+        for racer in racers {
+            accepted += usize::from(racer.await.unwrap());
+        }
+        assert_eq!(accepted, 1);
+        assert!(stores[1].consume_once("response-code", "n-123", now() + 600).await.unwrap(), "kinds are separate");
+    }
+}
+
+#[tokio::test]
+async fn sessions_rate_limits_and_audit_events_are_shared() {
+    for (stores, _dir) in both().await {
+        let (a, b) = (&stores[0], &stores[1]);
+        let t = now();
+        a.put_session("flow-1", b"RGN\0state-1", t, t + 900).await.unwrap();
+        assert_eq!(b.session("flow-1", t).await.unwrap().as_deref(), Some(&b"RGN\0state-1"[..]));
+        b.put_session("flow-1", b"RGN\0state-2", t + 1, t + 900).await.unwrap();
+        assert_eq!(a.session("flow-1", t).await.unwrap().as_deref(), Some(&b"RGN\0state-2"[..]));
+        assert_eq!(a.session("flow-1", t + 900).await.unwrap(), None, "expired sessions are gone");
+
+        assert_eq!(a.hit("login:ana", 1000).await.unwrap(), 1);
+        assert_eq!(b.hit("login:ana", 1000).await.unwrap(), 2);
+        assert_eq!(a.hit("login:ana", 2000).await.unwrap(), 1, "a new window starts at one");
+
+        let event = |kind, reason: &str, helpdesk: Option<&str>| AuditRecord {
+            at: u64::try_from(t).unwrap(),
+            kind,
+            flow_id: "f".repeat(32),
+            user_id: Some("u-ana".into()),
+            reason: reason.into(),
+            helpdesk_ref: helpdesk.map(str::to_owned),
+        };
+        a.record_audit(&event(AuditKind::RecoveryStarted, "ok", None)).await.unwrap();
+        b.record_audit(&event(AuditKind::AccountNotMatched, "name-mismatch", Some("RG-ABCD2345"))).await.unwrap();
+        assert_eq!(b.count_recent(AuditKind::RecoveryStarted, "u-ana", t - 10).await.unwrap(), 1);
+        assert_eq!(b.count_recent(AuditKind::RecoveryStarted, "u-ana", t + 10).await.unwrap(), 0);
+        let trail = a.audit_by_helpdesk_ref("RG-ABCD2345").await.unwrap();
+        let kinds: Vec<AuditKind> = trail.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [AuditKind::RecoveryStarted, AuditKind::AccountNotMatched]);
+        assert_eq!(trail[1].reason, "name-mismatch");
+    }
+}
+
+#[tokio::test]
+async fn a_sqlite_file_is_created_on_first_start_and_reopened_with_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("fresh.db").display());
+    let first = Store::open(&url).await.unwrap();
+    let key = first.server_key("tap").await.unwrap();
+    first.consume_once("state", "s-1", now() + 60).await.unwrap();
+    drop(first);
+    assert!(dir.path().join("fresh.db").exists());
+    let again = Store::open(&url).await.unwrap();
+    assert_eq!(again.server_key("tap").await.unwrap(), key, "the server key survives a restart");
+    assert!(!again.consume_once("state", "s-1", now() + 60).await.unwrap(), "and so do consumed values");
+    assert!(matches!(Store::open("mysql://x").await, Err(regain_server::store::StoreError::UnsupportedUrl)));
+}
