@@ -2,4 +2,5 @@
 //! `regain` command is the binary of this package.
 
 pub mod auth;
+pub mod oidc;
 pub mod store;
