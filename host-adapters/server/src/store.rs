@@ -372,3 +372,68 @@ pub fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
+
+/// Temporary Access Passes over the store: issued with a fresh secret shown once, kept as
+/// its MAC, redeemed by what the user types.
+#[derive(Clone)]
+pub struct Passes {
+    store: Store,
+    key: std::sync::Arc<TapKey>,
+}
+
+/// A pass just issued: the secret is shown once and exists nowhere else.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Issued {
+    /// The pass id.
+    pub tap_id: String,
+    /// The secret.
+    pub secret: String,
+    /// Not usable from.
+    pub expires_at: i64,
+}
+
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issued")
+            .field("tap_id", &self.tap_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Passes {
+    /// Passes MACed with the store's `tap` server key (shared by every process).
+    pub async fn open(store: Store) -> Result<Self, StoreError> {
+        let key = TapKey::new(&store.server_key("tap").await?);
+        Ok(Self { store, key: std::sync::Arc::new(key) })
+    }
+
+    /// Issues a pass of `length` characters for `user_id`.
+    pub async fn issue(
+        &self,
+        user_id: &str,
+        lifetime_seconds: i64,
+        not_before_seconds: i64,
+        one_time: bool,
+        length: u8,
+        now: i64,
+    ) -> Result<Issued, StoreError> {
+        let secret = crate::auth::tap_secret(length)?;
+        let tap = NewTap {
+            id: format!("tap-{}", random_hex(8)?),
+            user_id: user_id.to_owned(),
+            secret_mac: self.key.mac(&secret),
+            created_at: now,
+            not_before: now + not_before_seconds,
+            expires_at: now + lifetime_seconds,
+            one_time,
+        };
+        self.store.insert_tap(&tap).await?;
+        Ok(Issued { tap_id: tap.id, secret, expires_at: tap.expires_at })
+    }
+
+    /// Redeems what the user typed (case, spaces and dashes do not matter).
+    pub async fn redeem(&self, typed: &str, now: i64) -> Result<Redemption, StoreError> {
+        self.store.redeem_tap(&self.key.mac(&crate::auth::normalise_tap(typed)), now).await
+    }
+}

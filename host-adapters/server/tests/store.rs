@@ -175,3 +175,24 @@ async fn a_sqlite_file_is_created_on_first_start_and_reopened_with_its_data() {
     assert!(!again.consume_once("state", "s-1", now() + 60).await.unwrap(), "and so do consumed values");
     assert!(matches!(Store::open("mysql://x").await, Err(regain_server::store::StoreError::UnsupportedUrl)));
 }
+
+#[tokio::test]
+async fn passes_are_shown_once_stored_as_a_mac_and_redeemed_as_typed() {
+    use regain_server::store::Passes;
+    for (stores, _dir) in both().await {
+        let (a, b) = (Passes::open(stores[0].clone()).await.unwrap(), Passes::open(stores[1].clone()).await.unwrap());
+        let t = now();
+        let issued = a.issue("u-ana", 3600, 0, true, 24, t).await.unwrap();
+        assert_eq!(issued.secret.len(), 24);
+        assert!(!format!("{issued:?}").contains(&issued.secret), "debug output hides the secret");
+        let typed = format!(" {}-{} ", &issued.secret[..12].to_lowercase(), &issued.secret[12..]);
+        // Redeemed through the other process, as a load balancer would send it.
+        assert_eq!(
+            b.redeem(&typed, t + 10).await.unwrap(),
+            Redemption::Redeemed { tap_id: issued.tap_id.clone(), user_id: "u-ana".into() }
+        );
+        assert_eq!(a.redeem(&issued.secret, t + 11).await.unwrap(), Redemption::Refused, "one-time");
+        let late = a.issue("u-ana", 60, 0, false, 24, t).await.unwrap();
+        assert_eq!(a.redeem(&late.secret, t + 60).await.unwrap(), Redemption::Refused, "expired at its expiry");
+    }
+}
