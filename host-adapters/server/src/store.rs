@@ -17,8 +17,14 @@ use sqlx::{AnyPool, Row as _};
 use std::time::Duration;
 
 /// The migrations of each dialect, in order: `(version, sql)`.
-const SQLITE_MIGRATIONS: [(i64, &str); 1] = [(1, include_str!("../migrations/sqlite/0001_init.sql"))];
-const POSTGRES_MIGRATIONS: [(i64, &str); 1] = [(1, include_str!("../migrations/postgres/0001_init.sql"))];
+const SQLITE_MIGRATIONS: [(i64, &str); 2] = [
+    (1, include_str!("../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../migrations/sqlite/0002_provider.sql")),
+];
+const POSTGRES_MIGRATIONS: [(i64, &str); 2] = [
+    (1, include_str!("../migrations/postgres/0001_init.sql")),
+    (2, include_str!("../migrations/postgres/0002_provider.sql")),
+];
 
 /// Which database the store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +52,7 @@ pub enum StoreError {
 /// The database.
 #[derive(Clone)]
 pub struct Store {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
     dialect: Dialect,
 }
 

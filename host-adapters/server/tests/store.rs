@@ -196,3 +196,73 @@ async fn passes_are_shown_once_stored_as_a_mac_and_redeemed_as_typed() {
         assert_eq!(a.redeem(&late.secret, t + 60).await.unwrap(), Redemption::Refused, "expired at its expiry");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn accounts_codes_tokens_and_sessions() {
+    use regain_server::accounts::{Account, BrowserSession, CodeGrant};
+    for (stores, _dir) in both().await {
+        let (a, b) = (&stores[0], &stores[1]);
+        let t = now();
+        let ana = Account {
+            id: "u-ana".into(),
+            login: "ana@example.org".into(),
+            given_name: Some("Ana".into()),
+            family_name: Some("Silva".into()),
+            enabled: true,
+            groups: vec!["recovery".into()],
+            attributes: [("email".to_owned(), "ana@home.example".to_owned())].into(),
+            password_hash: Some("$argon2id$placeholder".into()),
+            ..Account::default()
+        };
+        a.create_user(&ana, t).await.unwrap();
+        assert!(a.create_user(&ana, t).await.is_err(), "a login is unique");
+        let found = b.user_by_login("ana@example.org").await.unwrap().unwrap();
+        assert_eq!(found, ana);
+        assert_eq!(b.count_users_by_name("ANA", "silva").await.unwrap(), 1);
+        assert!(b.user_by_login("nobody@example.org").await.unwrap().is_none());
+
+        // A TOTP step is accepted once, and never an older one after it.
+        a.set_totp("u-ana", Some(b"secret")).await.unwrap();
+        assert!(a.use_totp_step("u-ana", 100).await.unwrap());
+        assert!(!b.use_totp_step("u-ana", 100).await.unwrap());
+        assert!(!b.use_totp_step("u-ana", 99).await.unwrap());
+        assert!(b.use_totp_step("u-ana", 101).await.unwrap());
+
+        let grant = CodeGrant {
+            client_id: "rp".into(),
+            redirect_uri: "https://rp.example/cb".into(),
+            code_challenge: "c".repeat(43),
+            nonce: Some("n".into()),
+            user_id: "u-ana".into(),
+            auth_time: t,
+            amr: "pwd otp".into(),
+        };
+        a.insert_code("code-1", &grant, t + 60).await.unwrap();
+        let racers: Vec<_> = (0..20)
+            .map(|i| {
+                let store = stores[i % 2].clone();
+                tokio::spawn(async move { store.take_code("code-1", now()).await.unwrap() })
+            })
+            .collect();
+        let mut taken = Vec::new();
+        for racer in racers {
+            taken.extend(racer.await.unwrap());
+        }
+        assert_eq!(taken, vec![grant.clone()], "a code is redeemed once");
+        a.insert_code("code-2", &grant, t - 1).await.unwrap();
+        assert!(a.take_code("code-2", t).await.unwrap().is_none(), "expired code");
+
+        a.insert_access_token("at-1", "u-ana", "rp", t + 300).await.unwrap();
+        assert_eq!(b.access_token_user("at-1", t).await.unwrap().as_deref(), Some("u-ana"));
+        assert!(b.access_token_user("at-1", t + 300).await.unwrap().is_none());
+
+        let session = BrowserSession { user_id: "u-ana".into(), auth_time: t, amr: "tap".into() };
+        a.insert_browser_session("sid-1", &session, t + 3600).await.unwrap();
+        assert_eq!(b.browser_session("sid-1", t).await.unwrap(), Some(session));
+        assert_eq!(b.revoke_browser_sessions("u-ana", t).await.unwrap(), 1);
+        assert!(a.browser_session("sid-1", t).await.unwrap().is_none());
+
+        a.set_must_register("u-ana", true).await.unwrap();
+        assert!(b.user_by_id("u-ana").await.unwrap().unwrap().must_register);
+    }
+}

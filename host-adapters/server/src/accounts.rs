@@ -1,0 +1,328 @@
+//! The provider's accounts and OAuth artefacts in the store: users with their sign-in
+//! methods, single-use authorization codes, access tokens and browser sessions. Codes,
+//! tokens and session ids are stored as their SHA-256 only.
+
+use crate::store::{Store, StoreError, digest};
+use sqlx::Row as _;
+use sqlx::any::AnyRow;
+use std::collections::BTreeMap;
+
+/// A user of the provider's directory.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Account {
+    /// Stable identifier (`sub`).
+    pub id: String,
+    /// The login (an email address or a user name).
+    pub login: String,
+    /// First name.
+    pub given_name: Option<String>,
+    /// Last name.
+    pub family_name: Option<String>,
+    /// Whether the account may sign in.
+    pub enabled: bool,
+    /// Last successful sign-in, seconds since the Unix epoch.
+    pub last_sign_in: Option<i64>,
+    /// ISO 3166-1 alpha-2 country.
+    pub country: Option<String>,
+    /// Marked privileged (administrators).
+    pub privileged: bool,
+    /// Directory groups.
+    pub groups: Vec<String>,
+    /// Other attributes (`email`, `phone`, `birthdate`...).
+    pub attributes: BTreeMap<String, String>,
+    /// Argon2id PHC hash of the password, if the user has one.
+    pub password_hash: Option<String>,
+    /// TOTP shared secret, if enrolled.
+    pub totp_secret: Option<Vec<u8>>,
+    /// After a pass sign-in: no tokens until a new method is registered.
+    pub must_register: bool,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+const ACCOUNT_COLUMNS: &str = "id, login, given_name, family_name, enabled, last_sign_in, country, privileged, \
+                               groups_json, attributes_json, password_hash, totp_secret, must_register";
+
+fn account(row: &AnyRow) -> Result<Account, StoreError> {
+    let json_err = |e: serde_json::Error| StoreError::Database(sqlx::Error::Decode(Box::new(e)));
+    Ok(Account {
+        id: row.try_get(0)?,
+        login: row.try_get(1)?,
+        given_name: row.try_get(2)?,
+        family_name: row.try_get(3)?,
+        enabled: row.try_get::<i64, _>(4)? != 0,
+        last_sign_in: row.try_get(5)?,
+        country: row.try_get(6)?,
+        privileged: row.try_get::<i64, _>(7)? != 0,
+        groups: serde_json::from_str(&row.try_get::<String, _>(8)?).map_err(json_err)?,
+        attributes: serde_json::from_str(&row.try_get::<String, _>(9)?).map_err(json_err)?,
+        password_hash: row.try_get(10)?,
+        totp_secret: row.try_get(11)?,
+        must_register: row.try_get::<i64, _>(12)? != 0,
+    })
+}
+
+/// An authorization code's grant, stored until the client redeems it once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeGrant {
+    /// The client.
+    pub client_id: String,
+    /// The redirect URI of the authorization request.
+    pub redirect_uri: String,
+    /// The PKCE S256 challenge.
+    pub code_challenge: String,
+    /// The request's nonce.
+    pub nonce: Option<String>,
+    /// The user.
+    pub user_id: String,
+    /// When the user authenticated.
+    pub auth_time: i64,
+    /// Authentication methods, space-separated.
+    pub amr: String,
+}
+
+/// A signed-in browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrowserSession {
+    /// The user.
+    pub user_id: String,
+    /// When they authenticated.
+    pub auth_time: i64,
+    /// How, space-separated (`pwd otp`, `tap`).
+    pub amr: String,
+}
+
+impl Store {
+    /// Creates a user; the login must be new.
+    pub async fn create_user(&self, a: &Account, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO users (id, login, given_name, family_name, enabled, last_sign_in, country, privileged, \
+             groups_json, attributes_json, password_hash, totp_secret, must_register, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(&a.id)
+        .bind(&a.login)
+        .bind(a.given_name.as_deref())
+        .bind(a.family_name.as_deref())
+        .bind(i64::from(a.enabled))
+        .bind(a.last_sign_in)
+        .bind(a.country.as_deref())
+        .bind(i64::from(a.privileged))
+        .bind(json(&a.groups))
+        .bind(json(&a.attributes))
+        .bind(a.password_hash.as_deref())
+        .bind(a.totp_secret.clone())
+        .bind(i64::from(a.must_register))
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The user who signs in with `login`.
+    pub async fn user_by_login(&self, login: &str) -> Result<Option<Account>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {ACCOUNT_COLUMNS} FROM users WHERE login = $1"))
+            .bind(login)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(account).transpose()
+    }
+
+    /// The user with this id.
+    pub async fn user_by_id(&self, id: &str) -> Result<Option<Account>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {ACCOUNT_COLUMNS} FROM users WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(account).transpose()
+    }
+
+    /// How many users carry this first and last name (case-insensitive).
+    pub async fn count_users_by_name(&self, given: &str, family: &str) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM users WHERE LOWER(given_name) = LOWER($1) AND LOWER(family_name) = LOWER($2)",
+        )
+        .bind(given)
+        .bind(family)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Sets or replaces the password hash.
+    pub async fn set_password(&self, user_id: &str, phc: Option<&str>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(phc)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Enrols (or removes) a TOTP secret.
+    pub async fn set_totp(&self, user_id: &str, secret: Option<&[u8]>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET totp_secret = $1, totp_last_step = NULL WHERE id = $2")
+            .bind(secret.map(<[u8]>::to_vec))
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records the TOTP time step just used; `false` when it (or a later one) was used
+    /// already, so a code is accepted once.
+    pub async fn use_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE users SET totp_last_step = $1 WHERE id = $2 AND (totp_last_step IS NULL OR totp_last_step < $1)",
+        )
+        .bind(step)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Sets whether the user must register a new method before any client gets tokens.
+    pub async fn set_must_register(&self, user_id: &str, must: bool) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET must_register = $1 WHERE id = $2")
+            .bind(i64::from(must))
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records a successful sign-in.
+    pub async fn touch_sign_in(&self, user_id: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET last_sign_in = $1 WHERE id = $2")
+            .bind(now)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores an authorization code's grant.
+    pub async fn insert_code(&self, code: &str, grant: &CodeGrant, expires_at: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO auth_codes (digest, client_id, redirect_uri, code_challenge, nonce, user_id, auth_time, amr, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(digest(code))
+        .bind(&grant.client_id)
+        .bind(&grant.redirect_uri)
+        .bind(&grant.code_challenge)
+        .bind(grant.nonce.as_deref())
+        .bind(&grant.user_id)
+        .bind(grant.auth_time)
+        .bind(&grant.amr)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Redeems a code once: its grant the first time before expiry, `None` ever after.
+    pub async fn take_code(&self, code: &str, now: i64) -> Result<Option<CodeGrant>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE auth_codes SET used = 1 WHERE digest = $1 AND used = 0 AND expires_at > $2 \
+             RETURNING client_id, redirect_uri, code_challenge, nonce, user_id, auth_time, amr",
+        )
+        .bind(digest(code))
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(CodeGrant {
+                client_id: r.try_get(0)?,
+                redirect_uri: r.try_get(1)?,
+                code_challenge: r.try_get(2)?,
+                nonce: r.try_get(3)?,
+                user_id: r.try_get(4)?,
+                auth_time: r.try_get(5)?,
+                amr: r.try_get(6)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Stores an access token.
+    pub async fn insert_access_token(
+        &self,
+        token: &str,
+        user_id: &str,
+        client_id: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO access_tokens (digest, user_id, client_id, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(digest(token))
+            .bind(user_id)
+            .bind(client_id)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The user of a live access token.
+    pub async fn access_token_user(&self, token: &str, now: i64) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT user_id FROM access_tokens WHERE digest = $1 AND expires_at > $2")
+            .bind(digest(token))
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    /// Stores a browser session.
+    pub async fn insert_browser_session(
+        &self,
+        id: &str,
+        s: &BrowserSession,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO browser_sessions (digest, user_id, auth_time, amr, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(digest(id))
+        .bind(&s.user_id)
+        .bind(s.auth_time)
+        .bind(&s.amr)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A live browser session.
+    pub async fn browser_session(&self, id: &str, now: i64) -> Result<Option<BrowserSession>, StoreError> {
+        let row = sqlx::query(
+            "SELECT user_id, auth_time, amr FROM browser_sessions WHERE digest = $1 AND expires_at > $2 AND revoked_at IS NULL",
+        )
+        .bind(digest(id))
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok(BrowserSession { user_id: r.try_get(0)?, auth_time: r.try_get(1)?, amr: r.try_get(2)? }))
+            .transpose()
+    }
+
+    /// Ends every session of a user (sign-out everywhere, or after a recovery).
+    pub async fn revoke_browser_sessions(&self, user_id: &str, now: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("UPDATE browser_sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+/// JSON text of a value kept in a column.
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
