@@ -213,6 +213,34 @@ impl Store {
         Ok(row.try_get::<Vec<u8>, _>(0)?)
     }
 
+    /// The server key named `name`, made by `generate` on first use; every process sharing
+    /// the database gets the same one.
+    pub async fn server_key_with(
+        &self,
+        name: &str,
+        generate: impl FnOnce() -> Result<Vec<u8>, String>,
+    ) -> Result<Vec<u8>, StoreError> {
+        if let Some(row) = sqlx::query("SELECT material FROM server_keys WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+        {
+            return Ok(row.try_get::<Vec<u8>, _>(0)?);
+        }
+        let fresh = generate().map_err(|_| StoreError::Random)?;
+        sqlx::query(
+            "INSERT INTO server_keys (name, material, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(fresh)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        let row =
+            sqlx::query("SELECT material FROM server_keys WHERE name = $1").bind(name).fetch_one(&self.pool).await?;
+        Ok(row.try_get::<Vec<u8>, _>(0)?)
+    }
+
     /// Stores a pass.
     pub async fn insert_tap(&self, tap: &NewTap) -> Result<(), StoreError> {
         sqlx::query(

@@ -1,0 +1,605 @@
+//! The OpenID Provider over HTTP: discovery, JWKS, the authorization endpoint with its
+//! sign-in page (password, TOTP, Temporary Access Pass), forced registration of a new method
+//! after a pass sign-in, the token endpoint (authorization code + PKCE S256), userinfo and
+//! RP-initiated logout. Errors follow RFC 6749 §4.1.2.1 / §5.2 and OIDC Core §3.1.2.6.
+
+use crate::accounts::{Account, BrowserSession, CodeGrant};
+use crate::auth::{Totp, verify_password};
+use crate::oidc::{IdTokenClaims, SigningKey, check_challenge, redirect_uri_registered, verify_pkce};
+use crate::store::{Passes, Redemption, Store, now, random_hex};
+use axum::extract::{Form, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Lifetime of an authorization code, in seconds.
+const CODE_SECONDS: i64 = 60;
+/// Lifetime of ID and access tokens, in seconds.
+const TOKEN_SECONDS: i64 = 300;
+/// Lifetime of a browser session, in seconds.
+const SESSION_SECONDS: i64 = 8 * 3600;
+/// The session cookie.
+const COOKIE: &str = "regain_sid";
+
+/// A relying party registered in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Client {
+    /// `client_id`.
+    pub client_id: String,
+    /// Exact redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Where the RP may send the browser after logout.
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Confidential clients authenticate with this secret (`client_secret_post` or
+    /// `client_secret_basic`); public clients have none and rely on PKCE.
+    #[serde(default)]
+    pub client_secret: Option<String>,
+}
+
+/// What the provider needs to run.
+#[derive(Clone)]
+pub struct Provider {
+    /// The issuer identifier: the base URL of every endpoint.
+    pub issuer: String,
+    /// Registered clients.
+    pub clients: Arc<Vec<Client>>,
+    /// Storage.
+    pub store: Store,
+    /// Temporary Access Passes.
+    pub passes: Passes,
+    /// The ID token signing key.
+    pub key: Arc<SigningKey>,
+}
+
+impl Provider {
+    /// The provider over `store`, with its signing key from the store (created on first
+    /// start, shared by every process).
+    pub async fn new(issuer: &str, clients: Vec<Client>, store: Store) -> Result<Self, String> {
+        let material =
+            store.server_key_with("oidc-signing", SigningKey::generate_pkcs8).await.map_err(|e| e.to_string())?;
+        let key = SigningKey::from_pkcs8(&material)?;
+        let passes = Passes::open(store.clone()).await.map_err(|e| e.to_string())?;
+        Ok(Self {
+            issuer: issuer.trim_end_matches('/').to_owned(),
+            clients: Arc::new(clients),
+            store,
+            passes,
+            key: Arc::new(key),
+        })
+    }
+
+    fn client(&self, id: &str) -> Option<&Client> {
+        self.clients.iter().find(|c| c.client_id == id)
+    }
+
+    /// The routes.
+    pub fn router(self) -> Router {
+        Router::new()
+            .route("/.well-known/openid-configuration", get(discovery))
+            .route("/jwks", get(jwks))
+            .route("/authorize", get(authorize).post(sign_in))
+            .route("/register-totp", axum::routing::post(register_totp))
+            .route("/token", axum::routing::post(token))
+            .route("/userinfo", get(userinfo))
+            .route("/logout", get(logout))
+            .with_state(self)
+    }
+}
+
+async fn discovery(State(p): State<Provider>) -> Json<serde_json::Value> {
+    let i = &p.issuer;
+    Json(json!({
+        "issuer": i,
+        "authorization_endpoint": format!("{i}/authorize"),
+        "token_endpoint": format!("{i}/token"),
+        "userinfo_endpoint": format!("{i}/userinfo"),
+        "jwks_uri": format!("{i}/jwks"),
+        "end_session_endpoint": format!("{i}/logout"),
+        "response_types_supported": ["code"],
+        "grant_types_supported": ["authorization_code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_post", "client_secret_basic"],
+        "scopes_supported": ["openid", "profile", "email"],
+        "claims_supported": ["sub", "given_name", "family_name", "email", "amr", "auth_time", "nonce"],
+    }))
+}
+
+async fn jwks(State(p): State<Provider>) -> Json<serde_json::Value> {
+    Json(p.key.jwks())
+}
+
+/// The parameters of an authorization request, carried through the sign-in pages.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AuthRequest {
+    #[serde(default)]
+    client_id: String,
+    #[serde(default)]
+    redirect_uri: String,
+    #[serde(default)]
+    response_type: String,
+    #[serde(default)]
+    scope: String,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    nonce: Option<String>,
+    #[serde(default)]
+    code_challenge: Option<String>,
+    #[serde(default)]
+    code_challenge_method: Option<String>,
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title></head>\
+         <body><main><h1>{t}</h1>{body}</main></body></html>",
+        t = escape(title)
+    )
+}
+
+/// The request's parameters as hidden form fields.
+fn hidden(req: &AuthRequest) -> String {
+    let field =
+        |name: &str, value: &str| format!("<input type=\"hidden\" name=\"{name}\" value=\"{}\">", escape(value));
+    let mut out = String::new();
+    for (name, value) in [
+        ("client_id", Some(req.client_id.as_str())),
+        ("redirect_uri", Some(req.redirect_uri.as_str())),
+        ("response_type", Some(req.response_type.as_str())),
+        ("scope", Some(req.scope.as_str())),
+        ("state", req.state.as_deref()),
+        ("nonce", req.nonce.as_deref()),
+        ("code_challenge", req.code_challenge.as_deref()),
+        ("code_challenge_method", req.code_challenge_method.as_deref()),
+    ] {
+        if let Some(value) = value {
+            out.push_str(&field(name, value));
+        }
+    }
+    out
+}
+
+/// An error shown on the page: the redirect URI cannot be trusted (OIDC Core §3.1.2.6).
+fn error_page(status: StatusCode, message: &str) -> Response {
+    (status, Html(page("Sign-in request refused", &format!("<p role=\"alert\">{}</p>", escape(message)))))
+        .into_response()
+}
+
+/// An error returned to the client at its redirect URI.
+fn error_redirect(req: &AuthRequest, error: &str, description: &str) -> Response {
+    let enc = regain_core::openid4vp::percent_encode;
+    let mut url = format!("{}?error={error}&error_description={}", req.redirect_uri, enc(description));
+    if let Some(state) = &req.state {
+        url.push_str(&format!("&state={}", enc(state)));
+    }
+    Redirect::to(&url).into_response()
+}
+
+/// Validates a request; `Some` is the error response to send.
+fn invalid(p: &Provider, req: &AuthRequest) -> Option<Response> {
+    let Some(client) = p.client(&req.client_id) else {
+        return Some(error_page(StatusCode::BAD_REQUEST, "unknown client_id"));
+    };
+    if !redirect_uri_registered(&req.redirect_uri, &client.redirect_uris) {
+        return Some(error_page(StatusCode::BAD_REQUEST, "redirect_uri is not registered for this client"));
+    }
+    if req.response_type != "code" {
+        return Some(error_redirect(req, "unsupported_response_type", "only response_type=code is supported"));
+    }
+    if !req.scope.split(' ').any(|s| s == "openid") {
+        return Some(error_redirect(req, "invalid_scope", "scope must include openid"));
+    }
+    check_challenge(req.code_challenge.as_deref(), req.code_challenge_method.as_deref())
+        .err()
+        .map(|e| error_redirect(req, "invalid_request", &e.to_string()))
+}
+
+fn cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(&format!("{COOKIE}=")).map(str::to_owned))
+}
+
+fn login_page(req: &AuthRequest, message: Option<&str>) -> Response {
+    let alert = message.map(|m| format!("<p role=\"alert\">{}</p>", escape(m))).unwrap_or_default();
+    let body = format!(
+        "{alert}<form method=\"post\" action=\"/authorize\">{h}\
+         <label>Login <input name=\"login\" autocomplete=\"username\"></label>\
+         <label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\"></label>\
+         <label>Authenticator code <input name=\"totp\" inputmode=\"numeric\" autocomplete=\"one-time-code\"></label>\
+         <button name=\"method\" value=\"password\">Sign in</button></form>\
+         <details><summary>Sign in another way</summary>\
+         <form method=\"post\" action=\"/authorize\">{h}\
+         <label>Login <input name=\"login\"></label>\
+         <label>Temporary Access Pass <input name=\"tap\" autocomplete=\"off\"></label>\
+         <button name=\"method\" value=\"tap\">Sign in with a pass</button></form>\
+         <p><a href=\"/recover\">Recover your account</a></p></details>",
+        h = hidden(req)
+    );
+    (StatusCode::OK, Html(page("Sign in", &body))).into_response()
+}
+
+async fn authorize(State(p): State<Provider>, headers: HeaderMap, Query(req): Query<AuthRequest>) -> Response {
+    if let Some(response) = invalid(&p, &req) {
+        return response;
+    }
+    let session = match cookie(&headers) {
+        Some(sid) => p.store.browser_session(&sid, now()).await.ok().flatten(),
+        None => None,
+    };
+    match session {
+        Some(session) => continue_as(&p, &req, &session, None).await,
+        None => login_page(&req, None),
+    }
+}
+
+/// What the sign-in form posts.
+#[derive(Deserialize)]
+pub struct SignIn {
+    #[serde(flatten)]
+    req: AuthRequest,
+    #[serde(default)]
+    method: String,
+    #[serde(default)]
+    login: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    totp: String,
+    #[serde(default)]
+    tap: String,
+}
+
+const GENERIC_FAILURE: &str = "The login or the credentials are not correct.";
+
+async fn sign_in(State(p): State<Provider>, Form(form): Form<SignIn>) -> Response {
+    if let Some(response) = invalid(&p, &form.req) {
+        return response;
+    }
+    let t = now();
+    let account = match p.store.user_by_login(form.login.trim()).await {
+        Ok(Some(a)) if a.enabled => a,
+        Ok(_) => return login_page(&form.req, Some(GENERIC_FAILURE)),
+        Err(e) => return server_error(&e.to_string()),
+    };
+    let amr = match form.method.as_str() {
+        "password" => match check_password(&p, &account, &form, t).await {
+            Ok(Some(amr)) => amr,
+            Ok(None) => return login_page(&form.req, Some(GENERIC_FAILURE)),
+            Err(e) => return server_error(&e),
+        },
+        "tap" => match p.passes.redeem(&form.tap, t).await {
+            Ok(Redemption::Redeemed { user_id, .. }) if user_id == account.id => {
+                if let Err(e) = p.store.set_must_register(&account.id, true).await {
+                    return server_error(&e.to_string());
+                }
+                "tap".to_owned()
+            }
+            Ok(_) => return login_page(&form.req, Some("This pass is not valid, has expired or was already used.")),
+            Err(e) => return server_error(&e.to_string()),
+        },
+        _ => return login_page(&form.req, Some("Choose a way to sign in.")),
+    };
+    let sid = match random_hex(32) {
+        Ok(sid) => sid,
+        Err(e) => return server_error(&e.to_string()),
+    };
+    let session = BrowserSession { user_id: account.id.clone(), auth_time: t, amr };
+    if let Err(e) = p.store.insert_browser_session(&sid, &session, t + SESSION_SECONDS).await {
+        return server_error(&e.to_string());
+    }
+    if let Err(e) = p.store.touch_sign_in(&account.id, t).await {
+        return server_error(&e.to_string());
+    }
+    let set_cookie = format!("{COOKIE}={sid}; Path=/; HttpOnly; SameSite=Lax; Max-Age={SESSION_SECONDS}");
+    let mut response = continue_as(&p, &form.req, &session, None).await;
+    if let Ok(value) = set_cookie.parse() {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// Password, and the TOTP code when the user enrolled one; `Ok(None)` is a failed attempt.
+async fn check_password(p: &Provider, account: &Account, form: &SignIn, t: i64) -> Result<Option<String>, String> {
+    let Some(phc) = &account.password_hash else { return Ok(None) };
+    if !verify_password(&form.password, phc) {
+        return Ok(None);
+    }
+    let Some(secret) = &account.totp_secret else { return Ok(Some("pwd".into())) };
+    let Some(step) = Totp::new(secret).verify(&form.totp, t) else { return Ok(None) };
+    let step = i64::try_from(step).map_err(|e| e.to_string())?;
+    // A code is accepted once.
+    if p.store.use_totp_step(&account.id, step).await.map_err(|e| e.to_string())? {
+        Ok(Some("pwd otp".into()))
+    } else {
+        Ok(None)
+    }
+}
+
+fn server_error(detail: &str) -> Response {
+    tracing::error!(error = %detail, "request failed");
+    error_page(StatusCode::INTERNAL_SERVER_ERROR, "The server could not complete the request; try again.")
+}
+
+/// Signed in: issue the code, unless the user must first register a new method.
+async fn continue_as(p: &Provider, req: &AuthRequest, session: &BrowserSession, message: Option<&str>) -> Response {
+    let account = match p.store.user_by_id(&session.user_id).await {
+        Ok(Some(a)) if a.enabled => a,
+        Ok(_) => return login_page(req, Some(GENERIC_FAILURE)),
+        Err(e) => return server_error(&e.to_string()),
+    };
+    if account.must_register {
+        return register_page(req, &account, message);
+    }
+    let code = match random_hex(32) {
+        Ok(code) => code,
+        Err(e) => return server_error(&e.to_string()),
+    };
+    let grant = CodeGrant {
+        client_id: req.client_id.clone(),
+        redirect_uri: req.redirect_uri.clone(),
+        code_challenge: req.code_challenge.clone().unwrap_or_default(),
+        nonce: req.nonce.clone(),
+        user_id: account.id.clone(),
+        auth_time: session.auth_time,
+        amr: session.amr.clone(),
+    };
+    if let Err(e) = p.store.insert_code(&code, &grant, now() + CODE_SECONDS).await {
+        return server_error(&e.to_string());
+    }
+    let enc = regain_core::openid4vp::percent_encode;
+    let mut url = format!("{}?code={code}", req.redirect_uri);
+    if let Some(state) = &req.state {
+        url.push_str(&format!("&state={}", enc(state)));
+    }
+    Redirect::to(&url).into_response()
+}
+
+/// After a pass sign-in: enrol an authenticator app before any client gets tokens.
+fn register_page(req: &AuthRequest, account: &Account, message: Option<&str>) -> Response {
+    let totp = match Totp::generate() {
+        Ok(totp) => totp,
+        Err(e) => return server_error(&e.to_string()),
+    };
+    let alert = message.map(|m| format!("<p role=\"alert\">{}</p>", escape(m))).unwrap_or_default();
+    let body = format!(
+        "{alert}<p>You signed in with a Temporary Access Pass. Register a new sign-in method to continue.</p>\
+         <p>Add this key to your authenticator app: <code id=\"totp-secret\">{secret}</code></p>\
+         <p><a id=\"totp-uri\" href=\"{uri}\">Open in an authenticator app</a></p>\
+         <form method=\"post\" action=\"/register-totp\">{h}\
+         <input type=\"hidden\" name=\"secret\" value=\"{secret}\">\
+         <label>Code from the app <input name=\"code\" inputmode=\"numeric\"></label>\
+         <button>Register</button></form>",
+        secret = totp.secret_base32(),
+        uri = escape(&totp.uri("Regain", &account.login)),
+        h = hidden(req)
+    );
+    (StatusCode::OK, Html(page("Register a new sign-in method", &body))).into_response()
+}
+
+/// What the registration form posts.
+#[derive(Deserialize)]
+pub struct RegisterTotp {
+    #[serde(flatten)]
+    req: AuthRequest,
+    #[serde(default)]
+    secret: String,
+    #[serde(default)]
+    code: String,
+}
+
+async fn register_totp(State(p): State<Provider>, headers: HeaderMap, Form(form): Form<RegisterTotp>) -> Response {
+    if let Some(response) = invalid(&p, &form.req) {
+        return response;
+    }
+    let t = now();
+    let session = match cookie(&headers) {
+        Some(sid) => p.store.browser_session(&sid, t).await.ok().flatten(),
+        None => None,
+    };
+    let Some(session) = session else { return login_page(&form.req, Some("Sign in again to continue.")) };
+    let Some(key) = base32_decode(&form.secret) else {
+        return continue_as(&p, &form.req, &session, Some("That key is not valid; use this new one.")).await;
+    };
+    let totp = Totp::new(&key);
+    let Some(step) = totp.verify(&form.code, t).and_then(|s| i64::try_from(s).ok()) else {
+        return continue_as(
+            &p,
+            &form.req,
+            &session,
+            Some("That code does not match; scan this new key and try again."),
+        )
+        .await;
+    };
+    let enrolled = async {
+        p.store.set_totp(&session.user_id, Some(&key)).await?;
+        p.store.use_totp_step(&session.user_id, step).await?;
+        p.store.set_must_register(&session.user_id, false).await
+    };
+    if let Err(e) = enrolled.await {
+        return server_error(&e.to_string());
+    }
+    continue_as(&p, &form.req, &session, None).await
+}
+
+/// RFC 4648 base32 without padding.
+fn base32_decode(text: &str) -> Option<Vec<u8>> {
+    let (mut buffer, mut bits, mut out) = (0u32, 0u32, Vec::new());
+    for c in text.trim().trim_end_matches('=').bytes() {
+        let value = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'2'..=b'7' => c - b'2' + 26,
+            _ => return None,
+        };
+        buffer = (buffer << 5) | u32::from(value);
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(u8::try_from((buffer >> bits) & 0xff).ok()?);
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+fn token_error(status: StatusCode, error: &str, description: &str) -> Response {
+    let mut response = (status, Json(json!({ "error": error, "error_description": description }))).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn token(State(p): State<Provider>, headers: HeaderMap, Form(form): Form<BTreeMap<String, String>>) -> Response {
+    let field = |name: &str| form.get(name).map(String::as_str).filter(|v| !v.is_empty());
+    if field("grant_type") != Some("authorization_code") {
+        return token_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "only authorization_code is supported");
+    }
+    let (Some(code), Some(redirect_uri), Some(verifier)) =
+        (field("code"), field("redirect_uri"), field("code_verifier"))
+    else {
+        return token_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "code, redirect_uri and code_verifier are required",
+        );
+    };
+    let basic = basic_credentials(&headers);
+    let client_id = basic.as_ref().map(|(id, _)| id.as_str()).or(field("client_id")).unwrap_or_default();
+    let Some(client) = p.client(client_id) else {
+        return token_error(StatusCode::UNAUTHORIZED, "invalid_client", "unknown client");
+    };
+    if let Some(secret) = &client.client_secret {
+        let given = basic.as_ref().map(|(_, s)| s.as_str()).or(field("client_secret")).unwrap_or_default();
+        if !regain_core::secret::constant_time_eq(given.as_bytes(), secret.as_bytes()) {
+            return token_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed");
+        }
+    }
+    let t = now();
+    let grant = match p.store.take_code(code, t).await {
+        Ok(Some(grant)) => grant,
+        Ok(None) => {
+            return token_error(StatusCode::BAD_REQUEST, "invalid_grant", "the code is unknown, expired or used");
+        }
+        Err(e) => return token_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", &e.to_string()),
+    };
+    if grant.client_id != client.client_id || grant.redirect_uri != redirect_uri {
+        return token_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "the code was issued to another client or redirect_uri",
+        );
+    }
+    if let Err(e) = verify_pkce(verifier, &grant.code_challenge) {
+        return token_error(StatusCode::BAD_REQUEST, "invalid_grant", &e.to_string());
+    }
+    let amr: Vec<&str> = grant.amr.split(' ').collect();
+    let claims = IdTokenClaims {
+        issuer: &p.issuer,
+        subject: &grant.user_id,
+        audience: &client.client_id,
+        nonce: grant.nonce.as_deref(),
+        auth_time: grant.auth_time,
+        now: t,
+        lifetime: TOKEN_SECONDS,
+        amr: &amr,
+    };
+    let (id_token, access) = match (p.key.sign(&claims.to_json()), random_hex(32)) {
+        (Ok(id_token), Ok(access)) => (id_token, access),
+        _ => return token_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "cannot issue tokens"),
+    };
+    if let Err(e) = p.store.insert_access_token(&access, &grant.user_id, &client.client_id, t + TOKEN_SECONDS).await {
+        return token_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", &e.to_string());
+    }
+    let mut response = Json(json!({
+        "access_token": access, "token_type": "Bearer", "expires_in": TOKEN_SECONDS, "id_token": id_token,
+    }))
+    .into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `Authorization: Basic` client credentials (RFC 6749 §2.3.1).
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(value.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    let decode = |s: &str| regain_core::openid4vp::form_decode(s);
+    Some((decode(id)?, decode(secret)?))
+}
+
+async fn userinfo(State(p): State<Provider>, headers: HeaderMap) -> Response {
+    let token =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let unauthorized = || {
+        (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\"")], "").into_response()
+    };
+    let Some(token) = token else { return unauthorized() };
+    let user = match p.store.access_token_user(token.trim(), now()).await {
+        Ok(Some(user)) => user,
+        Ok(None) => return unauthorized(),
+        Err(e) => return server_error(&e.to_string()),
+    };
+    match p.store.user_by_id(&user).await {
+        Ok(Some(a)) => Json(json!({
+            "sub": a.id,
+            "given_name": a.given_name,
+            "family_name": a.family_name,
+            "email": a.attributes.get("email"),
+        }))
+        .into_response(),
+        Ok(None) => unauthorized(),
+        Err(e) => server_error(&e.to_string()),
+    }
+}
+
+/// RP-initiated logout parameters.
+#[derive(Deserialize)]
+pub struct Logout {
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    post_logout_redirect_uri: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+}
+
+async fn logout(State(p): State<Provider>, headers: HeaderMap, Query(q): Query<Logout>) -> Response {
+    let t = now();
+    if let Some(sid) = cookie(&headers)
+        && let Ok(Some(session)) = p.store.browser_session(&sid, t).await
+        && let Err(e) = p.store.revoke_browser_sessions(&session.user_id, t).await
+    {
+        return server_error(&e.to_string());
+    }
+    let target = q.post_logout_redirect_uri.filter(|uri| {
+        q.client_id.as_deref().and_then(|id| p.client(id)).is_some_and(|c| c.post_logout_redirect_uris.contains(uri))
+    });
+    let mut response = match target {
+        Some(uri) => {
+            let state =
+                q.state.map(|s| format!("?state={}", regain_core::openid4vp::percent_encode(&s))).unwrap_or_default();
+            Redirect::to(&format!("{uri}{state}")).into_response()
+        }
+        None => Html(page("Signed out", "<p>You are signed out.</p>")).into_response(),
+    };
+    if let Ok(value) = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0").parse() {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
