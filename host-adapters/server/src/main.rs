@@ -3,6 +3,7 @@
 mod directory_file;
 mod operator;
 mod presentation;
+mod serve;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -48,11 +49,41 @@ enum Command {
     Readiness(operator::ReadinessArgs),
     /// Compare the monthly cost of helpdesk recoveries with self-service ones.
     Cost(operator::CostArgs),
+    /// Run the reference OpenID Provider.
+    Serve(serve::ServerArgs),
+    /// Manage the server's users.
+    User {
+        #[command(subcommand)]
+        command: serve::UserCommand,
+    },
+    /// Show the audit trail of the recovery a helpdesk reference code belongs to.
+    Helpdesk {
+        #[command(flatten)]
+        server: serve::ServerArgs,
+        /// The reference the user quotes (`RG-XXXXXXXX`).
+        reference: String,
+    },
+    /// Manage Temporary Access Passes.
+    Tap {
+        #[command(subcommand)]
+        command: TapCommand,
+    },
     /// Write the JSON Schemas of the configuration, audit events and policy test files.
     Schemas {
         /// The directory to write them to.
         #[arg(long, default_value = "schemas")]
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum TapCommand {
+    /// Revoke a pass by its id.
+    Revoke {
+        #[command(flatten)]
+        server: serve::ServerArgs,
+        /// The pass id (`tap-...`).
+        id: String,
     },
 }
 
@@ -126,6 +157,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Readiness(args) => operator::readiness(&args),
         Command::Cost(args) => operator::cost(&args),
         Command::Schemas { out } => operator::write_schemas(&out),
+        Command::Serve(args) => serve::serve(&args).await,
+        Command::User { command } => serve::user(&command).await,
+        Command::Helpdesk { server, reference } => serve::helpdesk(&server, &reference).await,
+        Command::Tap { command: TapCommand::Revoke { server, id } } => serve::revoke_tap(&server, &id).await,
     }
 }
 

@@ -1,0 +1,159 @@
+//! `regain serve` and the admin commands as real processes: a SQLite file created on first
+//! start next to the configuration, and two server processes sharing one PostgreSQL.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a failing test panics with the reason"
+)]
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn config(dir: &Path, port: u16) -> String {
+    let path = dir.join(format!("server-{port}.toml"));
+    let text = format!(
+        "issuer = \"http://127.0.0.1:{port}\"\nlisten = \"127.0.0.1:{port}\"\n\n\
+         [[client]]\nclient_id = \"rp\"\nredirect_uris = [\"https://rp.example/cb\"]\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+fn regain(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_regain"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("DATABASE_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// A running server, killed on drop.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(config: &str, env: &[(&str, &str)]) -> Running {
+    let child = Command::new(env!("CARGO_BIN_EXE_regain"))
+        .args(["serve", "--server-config", config])
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Running(child)
+}
+
+/// Waits until `/healthz` answers (a hang guard, not a speed assertion).
+async fn healthy(port: u16) {
+    let http = reqwest::Client::new();
+    for _ in 0..600 {
+        if let Ok(r) = http.get(format!("http://127.0.0.1:{port}/healthz")).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the server on port {port} never became healthy");
+}
+
+async fn jwks(port: u16) -> serde_json::Value {
+    reqwest::get(format!("http://127.0.0.1:{port}/jwks")).await.unwrap().json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_first_start_creates_the_sqlite_file_and_the_admin_commands_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = config(dir.path(), port);
+    let created = regain(
+        &[
+            "user",
+            "create",
+            "--server-config",
+            &cfg,
+            "--id",
+            "u-1",
+            "--login",
+            "ana@example.org",
+            "--given-name",
+            "Ana",
+            "--password-stdin",
+        ],
+        &[],
+        "correct horse\n",
+    );
+    assert_eq!(created.status.code(), Some(0), "{}", String::from_utf8_lossy(&created.stderr));
+    assert!(dir.path().join("regain.db").exists(), "the SQLite file is created next to the configuration");
+    let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/directory.json");
+    let imported = regain(&["user", "import", "--server-config", &cfg, directory.to_str().unwrap()], &[], "");
+    assert_eq!(String::from_utf8_lossy(&imported.stdout).trim(), "imported 3 user(s)");
+    let twice = regain(&["user", "import", "--server-config", &cfg, directory.to_str().unwrap()], &[], "");
+    assert_eq!(twice.status.code(), Some(2), "a login is imported once");
+
+    let unknown = regain(&["helpdesk", "--server-config", &cfg, "RG-NOPE0000"], &[], "");
+    assert_eq!(unknown.status.code(), Some(1));
+    let revoke = regain(&["tap", "revoke", "--server-config", &cfg, "tap-nope"], &[], "");
+    assert_eq!(
+        (revoke.status.code(), String::from_utf8_lossy(&revoke.stdout).trim()),
+        (Some(1), "no live pass has the id tap-nope")
+    );
+
+    let _server = start(&cfg, &[]);
+    healthy(port).await;
+    let discovery: serde_json::Value =
+        reqwest::get(format!("http://127.0.0.1:{port}/.well-known/openid-configuration"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(discovery["issuer"], format!("http://127.0.0.1:{port}"));
+
+    std::fs::write(dir.path().join("typo.toml"), "issuer = \"http://x\"\nlisen = \"127.0.0.1:1\"\n").unwrap();
+    let typo = regain(&["serve", "--server-config", dir.path().join("typo.toml").to_str().unwrap()], &[], "");
+    assert_eq!(typo.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&typo.stderr).contains("unknown field `lisen`"));
+}
+
+#[tokio::test]
+async fn two_processes_on_one_postgresql_share_their_keys() {
+    let url = std::env::var("REGAIN_TEST_POSTGRES_URL")
+        .expect("REGAIN_TEST_POSTGRES_URL is not set: run the suite with `bash scripts/test`, which starts PostgreSQL");
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&url).await.unwrap();
+    let name = format!("regain_serve_{}", regain_server::store::random_hex(6).unwrap());
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.unwrap();
+    admin.close().await;
+    let database = format!("{}/{name}", url.rsplit_once('/').unwrap().0);
+
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (free_port(), free_port());
+    let env = [("DATABASE_URL", database.as_str())];
+    let _first = start(&config(dir.path(), a), &env);
+    let _second = start(&config(dir.path(), b), &env);
+    healthy(a).await;
+    healthy(b).await;
+    assert_eq!(jwks(a).await, jwks(b).await, "one signing key, created once, for both processes");
+    assert!(!dir.path().join("regain.db").exists(), "DATABASE_URL wins over the default SQLite file");
+}
