@@ -2,6 +2,7 @@
 //! `regain` command is the binary of this package.
 
 pub mod accounts;
+pub mod adapter;
 pub mod auth;
 pub mod oidc;
 pub mod provider;

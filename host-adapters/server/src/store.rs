@@ -17,13 +17,15 @@ use sqlx::{AnyPool, Row as _};
 use std::time::Duration;
 
 /// The migrations of each dialect, in order: `(version, sql)`.
-const SQLITE_MIGRATIONS: [(i64, &str); 2] = [
+const SQLITE_MIGRATIONS: [(i64, &str); 3] = [
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_provider.sql")),
+    (3, include_str!("../migrations/sqlite/0003_outbox.sql")),
 ];
-const POSTGRES_MIGRATIONS: [(i64, &str); 2] = [
+const POSTGRES_MIGRATIONS: [(i64, &str); 3] = [
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_provider.sql")),
+    (3, include_str!("../migrations/postgres/0003_outbox.sql")),
 ];
 
 /// Which database the store talks to.
@@ -367,6 +369,25 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         Ok(row.try_get(0)?)
+    }
+
+    /// Queues a notification for the user's other channels.
+    pub async fn queue_notification(&self, user_id: &str, kind: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO outbox (user_id, kind, created_at) VALUES ($1, $2, $3)")
+            .bind(user_id)
+            .bind(kind)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Notifications not sent yet, oldest first, as `(seq, user_id, kind)`.
+    pub async fn pending_notifications(&self) -> Result<Vec<(i64, String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT seq, user_id, kind FROM outbox WHERE sent_at IS NULL ORDER BY seq")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
     }
 
     /// Every event of the recovery a helpdesk reference code belongs to, oldest first.

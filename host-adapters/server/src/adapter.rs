@@ -1,0 +1,208 @@
+//! The reference server's implementation of the plugin's imports: its database is the
+//! directory, the credential store, the audit log and the notification outbox; trust
+//! material comes from the deployment's files; face comparison from a configured service.
+
+use crate::store::{Passes, Store, now};
+use regain_host::reload::DeploymentStore;
+use regain_host::wit::credentials::{CredentialError, IssuedTap, MethodKind, TapRequest};
+use regain_host::wit::deployment::{Bundle, DeploymentError};
+use regain_host::wit::directory::DirectoryError;
+use regain_host::wit::events::{AuditEvent, AuditKind, EventsError, NotificationKind};
+use regain_host::wit::face_check::{FaceCheckError, FaceComparison};
+use regain_host::wit::trust::TrustError;
+use regain_host::wit::types::User;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A face comparison service (a commercial one in production).
+pub trait FaceService: Send + Sync + 'static {
+    /// Compares the credential portrait with the selfie the recovery page captured.
+    fn compare(&self, portrait: &[u8], selfie_ref: &str) -> Result<FaceComparison, FaceCheckError>;
+}
+
+/// No service configured: every comparison fails closed.
+pub struct NoFaceService;
+
+impl FaceService for NoFaceService {
+    fn compare(&self, _: &[u8], _: &str) -> Result<FaceComparison, FaceCheckError> {
+        Err(FaceCheckError::Unavailable("no face comparison service is configured".into()))
+    }
+}
+
+/// Trust material: issuers' key sets and status list tokens, by issuer and by URI.
+#[derive(Default)]
+pub struct TrustMaterial {
+    /// JWK Set documents by issuer.
+    pub issuers: HashMap<String, String>,
+    /// Status list tokens by URI.
+    pub status_lists: HashMap<String, String>,
+}
+
+/// The adapter: cheap to clone, one per plugin call.
+#[derive(Clone)]
+pub struct ServerAdapter {
+    store: Store,
+    passes: Passes,
+    deployments: DeploymentStore,
+    trust: Arc<std::sync::RwLock<TrustMaterial>>,
+    face: Arc<dyn FaceService>,
+}
+
+impl ServerAdapter {
+    /// The adapter over the server's services.
+    pub fn new(
+        store: Store,
+        passes: Passes,
+        deployments: DeploymentStore,
+        trust: Arc<std::sync::RwLock<TrustMaterial>>,
+        face: Arc<dyn FaceService>,
+    ) -> Self {
+        Self { store, passes, deployments, trust, face }
+    }
+}
+
+fn unavailable<E: std::fmt::Display>(e: E) -> String {
+    tracing::error!(error = %e, "store failure behind a plugin import");
+    "the server's database is unavailable".into()
+}
+
+impl regain_host::Directory for ServerAdapter {
+    async fn find_user_by_login(&self, login: String) -> Result<Option<User>, DirectoryError> {
+        let found = self.store.user_by_login(&login).await.map_err(|e| DirectoryError::Unavailable(unavailable(e)))?;
+        Ok(found.map(|a| User {
+            id: a.id,
+            login: a.login,
+            given_name: a.given_name,
+            family_name: a.family_name,
+            enabled: a.enabled,
+            last_sign_in: a.last_sign_in.and_then(|t| u64::try_from(t).ok()),
+            groups: a.groups,
+            country: a.country,
+            privileged: a.privileged,
+            attributes: a.attributes.into_iter().collect(),
+        }))
+    }
+
+    async fn count_users_by_name(&self, given_name: String, family_name: String) -> Result<u32, DirectoryError> {
+        let count = self
+            .store
+            .count_users_by_name(&given_name, &family_name)
+            .await
+            .map_err(|e| DirectoryError::Unavailable(unavailable(e)))?;
+        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+    }
+}
+
+impl regain_host::Credentials for ServerAdapter {
+    async fn issue_tap(&self, request: TapRequest) -> Result<IssuedTap, CredentialError> {
+        let issued = self
+            .passes
+            .issue(
+                &request.user_id,
+                i64::from(request.lifetime_seconds),
+                i64::from(request.not_before_seconds),
+                request.one_time,
+                request.length,
+                now(),
+            )
+            .await
+            .map_err(|e| CredentialError::Unavailable(unavailable(e)))?;
+        Ok(IssuedTap {
+            tap_id: issued.tap_id,
+            secret: issued.secret,
+            expires_at: u64::try_from(issued.expires_at).unwrap_or(0),
+        })
+    }
+
+    async fn revoke_methods(&self, user_id: String, kinds: Vec<MethodKind>) -> Result<u32, CredentialError> {
+        let mut removed = 0;
+        for kind in kinds {
+            let done = match kind {
+                MethodKind::Password => self.store.set_password(&user_id, None).await.map(|()| 1),
+                MethodKind::Totp => self.store.set_totp(&user_id, None).await.map(|()| 1),
+                // Passkeys, phone and email factors are not stored by this server yet; passes
+                // are never revoked here, since the one just issued is the way back in.
+                MethodKind::Passkey | MethodKind::Phone | MethodKind::Email | MethodKind::TemporaryAccessPass => Ok(0),
+            };
+            removed += done.map_err(|e| CredentialError::Unavailable(unavailable(e)))?;
+        }
+        Ok(removed)
+    }
+
+    async fn require_registration(&self, user_id: String) -> Result<(), CredentialError> {
+        self.store.set_must_register(&user_id, true).await.map_err(|e| CredentialError::Unavailable(unavailable(e)))
+    }
+
+    async fn revoke_sessions(&self, user_id: String) -> Result<u32, CredentialError> {
+        let ended = self
+            .store
+            .revoke_browser_sessions(&user_id, now())
+            .await
+            .map_err(|e| CredentialError::Unavailable(unavailable(e)))?;
+        Ok(u32::try_from(ended).unwrap_or(u32::MAX))
+    }
+}
+
+impl regain_host::Trust for ServerAdapter {
+    async fn issuer_keys(&self, issuer: String) -> Result<String, TrustError> {
+        let trust = self.trust.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        trust.issuers.get(&issuer).cloned().ok_or(TrustError::UnknownIssuer)
+    }
+
+    async fn status_list_token(&self, uri: String) -> Result<String, TrustError> {
+        let trust = self.trust.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        trust
+            .status_lists
+            .get(&uri)
+            .cloned()
+            .ok_or_else(|| TrustError::Unavailable(format!("no status list for {uri}")))
+    }
+}
+
+impl regain_host::FaceCheck for ServerAdapter {
+    async fn compare(&self, portrait: Vec<u8>, selfie_ref: String) -> Result<FaceComparison, FaceCheckError> {
+        self.face.compare(&portrait, &selfie_ref)
+    }
+}
+
+impl regain_host::Events for ServerAdapter {
+    async fn record_audit(&self, event: AuditEvent) -> Result<(), EventsError> {
+        let kind: AuditKind = event.kind;
+        let record = regain_core::env::AuditRecord {
+            at: u64::try_from(now()).unwrap_or(0),
+            kind: serde_json::from_value(serde_json::Value::String(kind.as_str().into()))
+                .map_err(|e| EventsError::Unavailable(e.to_string()))?,
+            flow_id: event.flow_id,
+            user_id: event.user_id,
+            reason: event.reason,
+            helpdesk_ref: event.helpdesk_ref,
+        };
+        self.store.record_audit(&record).await.map_err(|e| EventsError::Unavailable(unavailable(e)))
+    }
+
+    async fn count_recent(&self, kind: AuditKind, user_id: String, window_seconds: u64) -> Result<u32, EventsError> {
+        let kind = serde_json::from_value(serde_json::Value::String(kind.as_str().into()))
+            .map_err(|e| EventsError::Unavailable(e.to_string()))?;
+        let since = now().saturating_sub(i64::try_from(window_seconds).unwrap_or(i64::MAX));
+        let count = self
+            .store
+            .count_recent(kind, &user_id, since)
+            .await
+            .map_err(|e| EventsError::Unavailable(unavailable(e)))?;
+        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+    }
+
+    async fn notify_user(&self, user_id: String, kind: NotificationKind) -> Result<(), EventsError> {
+        let kind = match kind {
+            NotificationKind::AccessRestored => "access-restored",
+            NotificationKind::RecoveryAttempted => "recovery-attempted",
+        };
+        self.store.queue_notification(&user_id, kind, now()).await.map_err(|e| EventsError::Unavailable(unavailable(e)))
+    }
+}
+
+impl regain_host::Deployments for ServerAdapter {
+    async fn bundle(&self, config_ref: String) -> Result<Bundle, DeploymentError> {
+        self.deployments.get(&config_ref).map(|b| (*b).clone()).ok_or(DeploymentError::Unknown(config_ref))
+    }
+}
