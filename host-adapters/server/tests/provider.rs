@@ -11,6 +11,8 @@
     reason = "a failing test panics with the reason"
 )]
 
+mod support;
+
 use regain_core::jose::{Alg, Jws, b64url_encode, parse_jwks};
 use regain_server::accounts::Account;
 use regain_server::auth::{Totp, hash_password};
@@ -19,6 +21,7 @@ use regain_server::store::{Store, now, random_hex};
 use reqwest::StatusCode;
 use reqwest::redirect::Policy;
 use serde_json::Value;
+use support::databases;
 
 const RP: &str = "https://rp.example/cb";
 
@@ -27,20 +30,6 @@ struct Server {
     provider: Provider,
     http: reqwest::Client,
     _dir: Option<tempfile::TempDir>,
-}
-
-async fn databases() -> Vec<(Store, Option<tempfile::TempDir>)> {
-    let dir = tempfile::tempdir().unwrap();
-    let lite = Store::open(&format!("sqlite://{}", dir.path().join("op.db").display())).await.unwrap();
-    let url = std::env::var("REGAIN_TEST_POSTGRES_URL")
-        .expect("REGAIN_TEST_POSTGRES_URL is not set: run the suite with `bash scripts/test`, which starts PostgreSQL");
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(&url).await.unwrap();
-    let name = format!("regain_op_{}", random_hex(6).unwrap());
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.unwrap();
-    admin.close().await;
-    let pg = Store::open(&format!("{}/{name}", url.rsplit_once('/').unwrap().0)).await.unwrap();
-    vec![(lite, Some(dir)), (pg, None)]
 }
 
 async fn serve(store: Store, dir: Option<tempfile::TempDir>) -> Server {

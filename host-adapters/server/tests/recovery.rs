@@ -11,6 +11,8 @@
     reason = "a failing test panics with the reason"
 )]
 
+mod support;
+
 use regain_core::env::AuditKind as CoreKind;
 use regain_core::policy::DEFAULT_POLICIES;
 use regain_dev_idv::keys::SigningKey;
@@ -23,9 +25,10 @@ use regain_host::wit::types::{ClientInfo, SourceFile};
 use regain_host::{ComponentSource, PluginHost, SandboxConfig};
 use regain_server::accounts::Account;
 use regain_server::adapter::{FaceService, ServerAdapter, TrustMaterial};
-use regain_server::store::{Passes, Redemption, Store, now, random_hex};
+use regain_server::store::{Passes, Redemption, now};
 use serde_json::json;
 use std::sync::{Arc, RwLock};
+use support::databases;
 
 const ISSUER: &str = "https://idv.example";
 const STATUS_URI: &str = "https://idv.example/status/1";
@@ -52,20 +55,6 @@ impl FaceService for FaceDouble {
             selfie_ref.strip_prefix("face:").and_then(|s| s.parse().ok()).ok_or(FaceCheckError::UnknownSelfie)?;
         Ok(FaceComparison { score, live: true })
     }
-}
-
-async fn databases() -> Vec<(Store, Option<tempfile::TempDir>)> {
-    let dir = tempfile::tempdir().unwrap();
-    let lite = Store::open(&format!("sqlite://{}", dir.path().join("r.db").display())).await.unwrap();
-    let url = std::env::var("REGAIN_TEST_POSTGRES_URL")
-        .expect("REGAIN_TEST_POSTGRES_URL is not set: run the suite with `bash scripts/test`, which starts PostgreSQL");
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(&url).await.unwrap();
-    let name = format!("regain_rec_{}", random_hex(6).unwrap());
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.unwrap();
-    admin.close().await;
-    let pg = Store::open(&format!("{}/{name}", url.rsplit_once('/').unwrap().0)).await.unwrap();
-    vec![(lite, Some(dir)), (pg, None)]
 }
 
 fn wallet(url: &str) -> String {

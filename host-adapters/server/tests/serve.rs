@@ -9,6 +9,8 @@
     reason = "a failing test panics with the reason"
 )]
 
+mod support;
+
 use std::io::Write as _;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -138,14 +140,7 @@ async fn a_first_start_creates_the_sqlite_file_and_the_admin_commands_work() {
 
 #[tokio::test]
 async fn two_processes_on_one_postgresql_share_their_keys() {
-    let url = std::env::var("REGAIN_TEST_POSTGRES_URL")
-        .expect("REGAIN_TEST_POSTGRES_URL is not set: run the suite with `bash scripts/test`, which starts PostgreSQL");
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(&url).await.unwrap();
-    let name = format!("regain_serve_{}", regain_server::store::random_hex(6).unwrap());
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.unwrap();
-    admin.close().await;
-    let database = format!("{}/{name}", url.rsplit_once('/').unwrap().0);
+    let database = support::fresh_postgres_url().await;
 
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (free_port(), free_port());

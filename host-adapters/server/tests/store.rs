@@ -9,6 +9,8 @@
     reason = "a failing test panics with the reason"
 )]
 
+mod support;
+
 use regain_core::env::{AuditKind, AuditRecord};
 use regain_server::store::{Dialect, NewTap, Redemption, Store, TapKey, now, random_hex};
 use std::sync::Arc;
@@ -20,20 +22,11 @@ async fn sqlite() -> (Store, tempfile::TempDir) {
     (Store::open(&url).await.unwrap(), dir)
 }
 
-/// A fresh database on the test PostgreSQL server. The suite runs against both databases,
-/// so a missing server is a failure, not a skip.
+/// Two pools on one fresh PostgreSQL database: two server processes sharing it.
 async fn postgres() -> Vec<Store> {
-    let url = std::env::var("REGAIN_TEST_POSTGRES_URL")
-        .expect("REGAIN_TEST_POSTGRES_URL is not set: run the suite with `bash scripts/test`, which starts PostgreSQL");
-    let name = format!("regain_{}", random_hex(6).unwrap());
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(&url).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.unwrap();
-    admin.close().await;
-    let base = url.rsplit_once('/').unwrap().0;
-    // Two pools: two server processes sharing one database.
-    let a = Store::open(&format!("{base}/{name}")).await.unwrap();
-    let b = Store::open(&format!("{base}/{name}")).await.unwrap();
+    let url = support::fresh_postgres_url().await;
+    let a = Store::open(&url).await.unwrap();
+    let b = Store::open(&url).await.unwrap();
     assert_eq!(a.dialect(), Dialect::Postgres);
     vec![a, b]
 }
