@@ -63,6 +63,11 @@ enum Command {
         /// The reference the user quotes (`RG-XXXXXXXX`).
         reference: String,
     },
+    /// Query the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Manage Temporary Access Passes.
     Tap {
         #[command(subcommand)]
@@ -73,6 +78,21 @@ enum Command {
         /// The directory to write them to.
         #[arg(long, default_value = "schemas")]
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Print audit events as JSON lines (schemas/audit-event.schema.json), oldest first.
+    Export {
+        #[command(flatten)]
+        server: serve::ServerArgs,
+        /// Only events at or after this time (seconds since the Unix epoch).
+        #[arg(long, default_value_t = 0)]
+        since: i64,
+        /// Only events of this user.
+        #[arg(long)]
+        user: Option<String>,
     },
 }
 
@@ -161,6 +181,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::User { command } => serve::user(&command).await,
         Command::Helpdesk { server, reference } => serve::helpdesk(&server, &reference).await,
         Command::Tap { command: TapCommand::Revoke { server, id } } => serve::revoke_tap(&server, &id).await,
+        Command::Audit { command: AuditCommand::Export { server, since, user } } => {
+            serve::export_audit(&server, since, user.as_deref()).await
+        }
     }
 }
 

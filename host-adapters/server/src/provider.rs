@@ -23,6 +23,10 @@ const CODE_SECONDS: i64 = 60;
 const TOKEN_SECONDS: i64 = 300;
 /// Lifetime of a browser session, in seconds.
 const SESSION_SECONDS: i64 = 8 * 3600;
+/// Sign-in attempts accepted per login in one window.
+const SIGN_IN_ATTEMPTS: i64 = 10;
+/// The rate-limit window, in seconds.
+const SIGN_IN_WINDOW_SECONDS: i64 = 15 * 60;
 /// The session cookie.
 const COOKIE: &str = "regain_sid";
 
@@ -273,6 +277,16 @@ async fn sign_in(State(p): State<Provider>, Form(form): Form<SignIn>) -> Respons
         return response;
     }
     let t = now();
+    // Attempts per login in a 15-minute window, counted in the database so that every
+    // process sees the same count; the answer does not say whether the login exists.
+    let window = t - t.rem_euclid(SIGN_IN_WINDOW_SECONDS);
+    match p.store.hit(&format!("sign-in:{}", form.login.trim().to_lowercase()), window).await {
+        Ok(hits) if hits > SIGN_IN_ATTEMPTS => {
+            return login_page(&form.req, Some("Too many attempts for this login; wait a few minutes."));
+        }
+        Ok(_) => {}
+        Err(e) => return server_error(&e.to_string()),
+    }
     let account = match p.store.user_by_login(form.login.trim()).await {
         Ok(Some(a)) if a.enabled => a,
         Ok(_) => return login_page(&form.req, Some(GENERIC_FAILURE)),

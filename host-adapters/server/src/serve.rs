@@ -207,3 +207,12 @@ pub async fn revoke_tap(server: &ServerArgs, tap_id: &str) -> anyhow::Result<Exi
         Ok(ExitCode::from(crate::EXIT_REFUSED))
     }
 }
+
+/// `regain audit export`: audit events as JSON lines, oldest first.
+pub async fn export_audit(server: &ServerArgs, since: i64, user: Option<&str>) -> anyhow::Result<ExitCode> {
+    let (_, store) = open(server).await?;
+    for event in store.audit_since(since, user).await? {
+        println!("{}", serde_json::to_string(&event)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}

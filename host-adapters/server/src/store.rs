@@ -393,6 +393,19 @@ impl Store {
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
     }
 
+    /// Audit events at or after `since`, oldest first, optionally of one user only.
+    pub async fn audit_since(&self, since: i64, user_id: Option<&str>) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at, kind, flow_id, user_id, reason, helpdesk_ref FROM audit_events \
+             WHERE at >= $1 AND ($2 = '' OR user_id = $2) ORDER BY seq",
+        )
+        .bind(since)
+        .bind(user_id.unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(audit_record).collect()
+    }
+
     /// Every event of the recovery a helpdesk reference code belongs to, oldest first.
     pub async fn audit_by_helpdesk_ref(&self, reference: &str) -> Result<Vec<AuditRecord>, StoreError> {
         let rows = sqlx::query(
@@ -402,21 +415,20 @@ impl Store {
         .bind(reference)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let kind: String = row.try_get(1)?;
-                Ok(AuditRecord {
-                    at: u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0),
-                    kind: serde_json::from_value(serde_json::Value::String(kind))
-                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-                    flow_id: row.try_get(2)?,
-                    user_id: row.try_get(3)?,
-                    reason: row.try_get(4)?,
-                    helpdesk_ref: row.try_get(5)?,
-                })
-            })
-            .collect()
+        rows.iter().map(audit_record).collect()
     }
+}
+
+fn audit_record(row: &sqlx::any::AnyRow) -> Result<AuditRecord, StoreError> {
+    let kind: String = row.try_get(1)?;
+    Ok(AuditRecord {
+        at: u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0),
+        kind: serde_json::from_value(serde_json::Value::String(kind)).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        flow_id: row.try_get(2)?,
+        user_id: row.try_get(3)?,
+        reason: row.try_get(4)?,
+        helpdesk_ref: row.try_get(5)?,
+    })
 }
 
 /// The stored spelling of an audit kind (`recovery-started`).

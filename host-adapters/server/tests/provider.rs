@@ -282,6 +282,31 @@ async fn a_pass_sign_in_gets_no_tokens_until_a_new_method_is_registered() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_failures_lock_the_login_for_the_window() {
+    for (store, dir) in databases().await {
+        let s = serve(store, dir).await;
+        user(&s, "ana@example.org", Some("right"), None).await;
+        let p = pkce();
+        for _ in 0..10 {
+            let wrong =
+                sign_in(&s, &p, &[("method", "password"), ("login", "ana@example.org"), ("password", "wrong")]).await;
+            assert!(wrong.text().await.unwrap().contains("The login or the credentials are not correct."));
+        }
+        let locked =
+            sign_in(&s, &p, &[("method", "password"), ("login", "ANA@example.org"), ("password", "right")]).await;
+        assert_eq!(locked.status(), StatusCode::OK, "no code while the login is locked");
+        assert!(locked.text().await.unwrap().contains("Too many attempts for this login"));
+        // An unknown login is limited the same way, so the answer reveals nothing.
+        for _ in 0..11 {
+            sign_in(&s, &p, &[("method", "password"), ("login", "nobody@example.org"), ("password", "x")]).await;
+        }
+        let unknown =
+            sign_in(&s, &p, &[("method", "password"), ("login", "nobody@example.org"), ("password", "x")]).await;
+        assert!(unknown.text().await.unwrap().contains("Too many attempts for this login"));
+    }
+}
+
 fn base32(text: &str) -> Vec<u8> {
     let (mut buffer, mut bits, mut out) = (0u32, 0u32, Vec::new());
     for c in text.bytes() {

@@ -121,6 +121,31 @@ async fn a_first_start_creates_the_sqlite_file_and_the_admin_commands_work() {
         (Some(1), "no live pass has the id tap-nope")
     );
 
+    // Events recorded by the server appear in the export, filtered by user and time.
+    let store = regain_server::store::Store::open(&format!("sqlite://{}", dir.path().join("regain.db").display()))
+        .await
+        .unwrap();
+    for (user, reason) in [("u-1", "ok"), ("u-2", "name-mismatch")] {
+        let event = regain_core::env::AuditRecord {
+            at: 1_790_000_000,
+            kind: regain_core::AuditKind::RecoveryStarted,
+            flow_id: "a".repeat(32),
+            user_id: Some(user.into()),
+            reason: reason.into(),
+            helpdesk_ref: None,
+        };
+        store.record_audit(&event).await.unwrap();
+    }
+    let all = regain(&["audit", "export", "--server-config", &cfg], &[], "");
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&all.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["kind"], "recovery-started");
+    let one = regain(&["audit", "export", "--server-config", &cfg, "--user", "u-2"], &[], "");
+    assert_eq!(String::from_utf8_lossy(&one.stdout).lines().count(), 1);
+    let later = regain(&["audit", "export", "--server-config", &cfg, "--since", "1790000001"], &[], "");
+    assert!(later.stdout.is_empty());
+
     let _server = start(&cfg, &[]);
     healthy(port).await;
     let discovery: serde_json::Value =
