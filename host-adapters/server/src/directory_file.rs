@@ -63,18 +63,7 @@ pub fn load(path: &std::path::Path) -> anyhow::Result<Vec<User>> {
 
 /// The core's view of a directory user.
 pub fn to_core(u: User) -> regain_core::User {
-    regain_core::User {
-        id: u.id,
-        login: u.login,
-        given_name: u.given_name,
-        family_name: u.family_name,
-        enabled: u.enabled,
-        last_sign_in: u.last_sign_in,
-        groups: u.groups,
-        country: u.country,
-        privileged: u.privileged,
-        attributes: u.attributes,
-    }
+    regain_core::User::from(u)
 }
 
 /// The directory of `regain demo`.

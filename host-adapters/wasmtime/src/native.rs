@@ -84,15 +84,10 @@ impl<A> Entropy for NativeEnvironment<A> {
     }
 }
 
-fn host_error(what: &str, e: impl std::fmt::Debug) -> HostError {
-    HostError(format!("{what}: {e:?}"))
-}
-
-impl<A: Adapter> Directory for NativeEnvironment<A> {
-    fn find_user_by_login(&mut self, login: &Login) -> Result<Option<User>, HostError> {
-        let found = block_on(crate::imports::Directory::find_user_by_login(&self.adapter, login.as_str().to_owned()))
-            .map_err(|e: directory::DirectoryError| host_error("directory", e))?;
-        Ok(found.map(|u| User {
+/// The core's view of a directory user as the WIT `types.user` carries it.
+impl From<crate::wit::types::User> for User {
+    fn from(u: crate::wit::types::User) -> Self {
+        Self {
             id: u.id,
             login: u.login,
             given_name: u.given_name,
@@ -103,7 +98,19 @@ impl<A: Adapter> Directory for NativeEnvironment<A> {
             country: u.country,
             privileged: u.privileged,
             attributes: u.attributes,
-        }))
+        }
+    }
+}
+
+fn host_error(what: &str, e: impl std::fmt::Debug) -> HostError {
+    HostError(format!("{what}: {e:?}"))
+}
+
+impl<A: Adapter> Directory for NativeEnvironment<A> {
+    fn find_user_by_login(&mut self, login: &Login) -> Result<Option<User>, HostError> {
+        let found = block_on(crate::imports::Directory::find_user_by_login(&self.adapter, login.as_str().to_owned()))
+            .map_err(|e: directory::DirectoryError| host_error("directory", e))?;
+        Ok(found.map(User::from))
     }
 
     fn count_users_by_name(&mut self, given_name: &str, family_name: &str) -> Result<u32, HostError> {
