@@ -203,19 +203,12 @@ impl Store {
     /// The server key named `name`, created with 32 random bytes on first use; every
     /// process sharing the database gets the same one.
     pub async fn server_key(&self, name: &str) -> Result<Vec<u8>, StoreError> {
-        let mut fresh = vec![0u8; 32];
-        ring::rand::SystemRandom::new().fill(&mut fresh).map_err(|_| StoreError::Random)?;
-        sqlx::query(
-            "INSERT INTO server_keys (name, material, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name)
-        .bind(fresh)
-        .bind(now())
-        .execute(&self.pool)
-        .await?;
-        let row =
-            sqlx::query("SELECT material FROM server_keys WHERE name = $1").bind(name).fetch_one(&self.pool).await?;
-        Ok(row.try_get::<Vec<u8>, _>(0)?)
+        self.server_key_with(name, || {
+            let mut fresh = vec![0u8; 32];
+            ring::rand::SystemRandom::new().fill(&mut fresh).map_err(|_| "no random source".to_owned())?;
+            Ok(fresh)
+        })
+        .await
     }
 
     /// The server key named `name`, made by `generate` on first use; every process sharing
