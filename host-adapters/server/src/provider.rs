@@ -18,17 +18,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Lifetime of an authorization code, in seconds.
-const CODE_SECONDS: i64 = 60;
+pub(crate) const CODE_SECONDS: i64 = 60;
 /// Lifetime of ID and access tokens, in seconds.
 const TOKEN_SECONDS: i64 = 300;
 /// Lifetime of a browser session, in seconds.
-const SESSION_SECONDS: i64 = 8 * 3600;
+pub(crate) const SESSION_SECONDS: i64 = 8 * 3600;
 /// Sign-in attempts accepted per login in one window.
 const SIGN_IN_ATTEMPTS: i64 = 10;
 /// The rate-limit window, in seconds.
 const SIGN_IN_WINDOW_SECONDS: i64 = 15 * 60;
 /// The session cookie.
-const COOKIE: &str = "regain_sid";
+pub(crate) const COOKIE: &str = "regain_sid";
 
 /// A relying party registered in the configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -142,11 +142,11 @@ pub struct AuthRequest {
     code_challenge_method: Option<String>,
 }
 
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
-fn page(title: &str, body: &str) -> String {
+pub(crate) fn page(title: &str, body: &str) -> String {
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title></head>\
          <body><main><h1>{t}</h1>{body}</main></body></html>",
@@ -155,7 +155,7 @@ fn page(title: &str, body: &str) -> String {
 }
 
 /// The request's parameters as hidden form fields.
-fn hidden(req: &AuthRequest) -> String {
+pub(crate) fn hidden(req: &AuthRequest) -> String {
     let field =
         |name: &str, value: &str| format!("<input type=\"hidden\" name=\"{name}\" value=\"{}\">", escape(value));
     let mut out = String::new();
@@ -177,13 +177,13 @@ fn hidden(req: &AuthRequest) -> String {
 }
 
 /// An error shown on the page: the redirect URI cannot be trusted (OIDC Core §3.1.2.6).
-fn error_page(status: StatusCode, message: &str) -> Response {
+pub(crate) fn error_page(status: StatusCode, message: &str) -> Response {
     (status, Html(page("Sign-in request refused", &format!("<p role=\"alert\">{}</p>", escape(message)))))
         .into_response()
 }
 
 /// An error returned to the client at its redirect URI.
-fn error_redirect(req: &AuthRequest, error: &str, description: &str) -> Response {
+pub(crate) fn error_redirect(req: &AuthRequest, error: &str, description: &str) -> Response {
     let enc = regain_core::openid4vp::percent_encode;
     let mut url = format!("{}?error={error}&error_description={}", req.redirect_uri, enc(description));
     if let Some(state) = &req.state {
@@ -193,7 +193,7 @@ fn error_redirect(req: &AuthRequest, error: &str, description: &str) -> Response
 }
 
 /// Validates a request; `Some` is the error response to send.
-fn invalid(p: &Provider, req: &AuthRequest) -> Option<Response> {
+pub(crate) fn invalid(p: &Provider, req: &AuthRequest) -> Option<Response> {
     let Some(client) = p.client(&req.client_id) else {
         return Some(error_page(StatusCode::BAD_REQUEST, "unknown client_id"));
     };
@@ -211,7 +211,7 @@ fn invalid(p: &Provider, req: &AuthRequest) -> Option<Response> {
         .map(|e| error_redirect(req, "invalid_request", &e.to_string()))
 }
 
-fn cookie(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn cookie(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -220,7 +220,7 @@ fn cookie(headers: &HeaderMap) -> Option<String> {
         .find_map(|c| c.trim().strip_prefix(&format!("{COOKIE}=")).map(str::to_owned))
 }
 
-fn login_page(req: &AuthRequest, message: Option<&str>) -> Response {
+pub(crate) fn login_page(req: &AuthRequest, message: Option<&str>) -> Response {
     let alert = message.map(|m| format!("<p role=\"alert\">{}</p>", escape(m))).unwrap_or_default();
     let body = format!(
         "{alert}<form method=\"post\" action=\"/authorize\">{h}\
@@ -270,7 +270,7 @@ pub struct SignIn {
     tap: String,
 }
 
-const GENERIC_FAILURE: &str = "The login or the credentials are not correct.";
+pub(crate) const GENERIC_FAILURE: &str = "The login or the credentials are not correct.";
 
 async fn sign_in(State(p): State<Provider>, Form(form): Form<SignIn>) -> Response {
     if let Some(response) = invalid(&p, &form.req) {
@@ -346,13 +346,18 @@ async fn check_password(p: &Provider, account: &Account, form: &SignIn, t: i64) 
     }
 }
 
-fn server_error(detail: &str) -> Response {
+pub(crate) fn server_error(detail: &str) -> Response {
     tracing::error!(error = %detail, "request failed");
     error_page(StatusCode::INTERNAL_SERVER_ERROR, "The server could not complete the request; try again.")
 }
 
 /// Signed in: issue the code, unless the user must first register a new method.
-async fn continue_as(p: &Provider, req: &AuthRequest, session: &BrowserSession, message: Option<&str>) -> Response {
+pub(crate) async fn continue_as(
+    p: &Provider,
+    req: &AuthRequest,
+    session: &BrowserSession,
+    message: Option<&str>,
+) -> Response {
     let account = match p.store.user_by_id(&session.user_id).await {
         Ok(Some(a)) if a.enabled => a,
         Ok(_) => return login_page(req, Some(GENERIC_FAILURE)),
@@ -386,7 +391,7 @@ async fn continue_as(p: &Provider, req: &AuthRequest, session: &BrowserSession, 
 }
 
 /// After a pass sign-in: enrol an authenticator app before any client gets tokens.
-fn register_page(req: &AuthRequest, account: &Account, message: Option<&str>) -> Response {
+pub(crate) fn register_page(req: &AuthRequest, account: &Account, message: Option<&str>) -> Response {
     let totp = match Totp::generate() {
         Ok(totp) => totp,
         Err(e) => return server_error(&e.to_string()),
