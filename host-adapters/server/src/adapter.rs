@@ -3,6 +3,7 @@
 //! material comes from the deployment's files; face comparison from a configured service.
 
 use crate::store::{Passes, Store, now};
+use crate::trust::TrustSource;
 use regain_host::reload::DeploymentStore;
 use regain_host::wit::credentials::{CredentialError, IssuedTap, MethodKind, TapRequest};
 use regain_host::wit::deployment::{Bundle, DeploymentError};
@@ -11,32 +12,80 @@ use regain_host::wit::events::{AuditEvent, AuditKind, EventsError, NotificationK
 use regain_host::wit::face_check::{FaceCheckError, FaceComparison};
 use regain_host::wit::trust::TrustError;
 use regain_host::wit::types::User;
-use std::collections::HashMap;
 use std::sync::Arc;
+
+/// A boxed future, so that face services can be chosen at run time.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// A face comparison service (a commercial one in production).
 pub trait FaceService: Send + Sync + 'static {
     /// Compares the credential portrait with the selfie the recovery page captured.
-    fn compare(&self, portrait: &[u8], selfie_ref: &str) -> Result<FaceComparison, FaceCheckError>;
+    fn compare<'a>(
+        &'a self,
+        portrait: &'a [u8],
+        selfie: &'a [u8],
+    ) -> BoxFuture<'a, Result<FaceComparison, FaceCheckError>>;
 }
 
 /// No service configured: every comparison fails closed.
 pub struct NoFaceService;
 
 impl FaceService for NoFaceService {
-    fn compare(&self, _: &[u8], _: &str) -> Result<FaceComparison, FaceCheckError> {
-        Err(FaceCheckError::Unavailable("no face comparison service is configured".into()))
+    fn compare<'a>(&'a self, _: &'a [u8], _: &'a [u8]) -> BoxFuture<'a, Result<FaceComparison, FaceCheckError>> {
+        Box::pin(async { Err(FaceCheckError::Unavailable("no face comparison service is configured".into())) })
     }
 }
 
-/// Trust material: issuers' key sets and status list tokens, by issuer and by URI.
-#[derive(Default)]
-pub struct TrustMaterial {
-    /// JWK Set documents by issuer.
-    pub issuers: HashMap<String, String>,
-    /// Status list tokens by URI.
-    pub status_lists: HashMap<String, String>,
+/// A face comparison service over HTTP: `POST` of `{"portrait": b64, "selfie": b64}`
+/// answered by `{"score": 0-100, "live": bool}`.
+pub struct HttpFaceService {
+    url: String,
+    http: reqwest::Client,
 }
+
+impl HttpFaceService {
+    /// The service at `url`.
+    pub fn new(url: &str) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(20))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self { url: url.to_owned(), http })
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct FaceAnswer {
+    score: u8,
+    live: bool,
+}
+
+impl FaceService for HttpFaceService {
+    fn compare<'a>(
+        &'a self,
+        portrait: &'a [u8],
+        selfie: &'a [u8],
+    ) -> BoxFuture<'a, Result<FaceComparison, FaceCheckError>> {
+        Box::pin(async move {
+            use base64::Engine as _;
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let body = serde_json::json!({ "portrait": b64.encode(portrait), "selfie": b64.encode(selfie) });
+            let down = |e: String| {
+                tracing::warn!(error = %e, "face comparison service failed");
+                FaceCheckError::Unavailable("the face comparison service is unavailable".into())
+            };
+            let response = self.http.post(&self.url).json(&body).send().await.map_err(|e| down(e.to_string()))?;
+            if !response.status().is_success() {
+                return Err(down(format!("it answered {}", response.status())));
+            }
+            let answer: FaceAnswer = response.json().await.map_err(|e| down(e.to_string()))?;
+            Ok(FaceComparison { score: answer.score.min(100), live: answer.live })
+        })
+    }
+}
+
+/// How long a captured selfie is kept for its comparison, in seconds.
+const SELFIE_SECONDS: i64 = 600;
 
 /// The adapter: cheap to clone, one per plugin call.
 #[derive(Clone)]
@@ -44,7 +93,7 @@ pub struct ServerAdapter {
     store: Store,
     passes: Passes,
     deployments: DeploymentStore,
-    trust: Arc<std::sync::RwLock<TrustMaterial>>,
+    trust: Arc<TrustSource>,
     face: Arc<dyn FaceService>,
 }
 
@@ -54,10 +103,19 @@ impl ServerAdapter {
         store: Store,
         passes: Passes,
         deployments: DeploymentStore,
-        trust: Arc<std::sync::RwLock<TrustMaterial>>,
+        trust: Arc<TrustSource>,
         face: Arc<dyn FaceService>,
     ) -> Self {
         Self { store, passes, deployments, trust, face }
+    }
+
+    /// Keeps a captured selfie until its comparison (at most ten minutes) and answers the
+    /// reference the plugin is resumed with.
+    pub async fn keep_selfie(&self, image: &[u8]) -> Result<String, crate::store::StoreError> {
+        let reference = crate::store::random_hex(16)?;
+        let t = now();
+        self.store.put_session(&format!("selfie:{reference}"), image, t, t + SELFIE_SECONDS).await?;
+        Ok(reference)
     }
 }
 
@@ -120,9 +178,12 @@ impl regain_host::Credentials for ServerAdapter {
             let done = match kind {
                 MethodKind::Password => self.store.set_password(&user_id, None).await.map(|()| 1),
                 MethodKind::Totp => self.store.set_totp(&user_id, None).await.map(|()| 1),
-                // Passkeys, phone and email factors are not stored by this server yet; passes
-                // are never revoked here, since the one just issued is the way back in.
-                MethodKind::Passkey | MethodKind::Phone | MethodKind::Email | MethodKind::TemporaryAccessPass => Ok(0),
+                MethodKind::Passkey => {
+                    self.store.delete_passkeys(&user_id).await.map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+                }
+                // Phone and email factors are not stored by this server yet; passes are never
+                // revoked here, since the one just issued is the way back in.
+                MethodKind::Phone | MethodKind::Email | MethodKind::TemporaryAccessPass => Ok(0),
             };
             removed += done.map_err(|e| CredentialError::Unavailable(unavailable(e)))?;
         }
@@ -145,23 +206,26 @@ impl regain_host::Credentials for ServerAdapter {
 
 impl regain_host::Trust for ServerAdapter {
     async fn issuer_keys(&self, issuer: String) -> Result<String, TrustError> {
-        let trust = self.trust.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        trust.issuers.get(&issuer).cloned().ok_or(TrustError::UnknownIssuer)
+        self.trust.issuer_keys(&issuer).await
     }
 
     async fn status_list_token(&self, uri: String) -> Result<String, TrustError> {
-        let trust = self.trust.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        trust
-            .status_lists
-            .get(&uri)
-            .cloned()
-            .ok_or_else(|| TrustError::Unavailable(format!("no status list for {uri}")))
+        self.trust.status_list_token(&uri).await
     }
 }
 
 impl regain_host::FaceCheck for ServerAdapter {
     async fn compare(&self, portrait: Vec<u8>, selfie_ref: String) -> Result<FaceComparison, FaceCheckError> {
-        self.face.compare(&portrait, &selfie_ref)
+        let key = format!("selfie:{selfie_ref}");
+        let selfie = self
+            .store
+            .session(&key, now())
+            .await
+            .map_err(|e| FaceCheckError::Unavailable(unavailable(e)))?
+            .ok_or(FaceCheckError::UnknownSelfie)?;
+        // A selfie is biometric data: it is compared once and not kept.
+        self.store.delete_session(&key).await.map_err(|e| FaceCheckError::Unavailable(unavailable(e)))?;
+        self.face.compare(&portrait, &selfie).await
     }
 }
 

@@ -1,9 +1,17 @@
-//! The reference server's library: storage today; the OpenID Provider grows here. The
-//! `regain` command is the binary of this package.
+//! The reference server's library: storage, the OpenID Provider, the recovery pages and the
+//! server's implementation of the plugin's imports. The `regain` command is the binary of this
+//! package.
 
 pub mod accounts;
 pub mod adapter;
 pub mod auth;
+pub mod mail;
+pub mod not_me;
 pub mod oidc;
+mod passkey_routes;
+pub mod passkeys;
 pub mod provider;
+pub mod recovery;
 pub mod store;
+pub mod trust;
+pub mod webauthn;

@@ -177,7 +177,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Readiness(args) => operator::readiness(&args),
         Command::Cost(args) => operator::cost(&args),
         Command::Schemas { out } => operator::write_schemas(&out),
-        Command::Serve(args) => serve::serve(&args).await,
+        Command::Serve(args) => serve::serve(&args, cli.component.as_deref()).await,
         Command::User { command } => serve::user(&command).await,
         Command::Helpdesk { server, reference } => serve::helpdesk(&server, &reference).await,
         Command::Tap { command: TapCommand::Revoke { server, id } } => serve::revoke_tap(&server, &id).await,

@@ -24,9 +24,9 @@ const TOKEN_SECONDS: i64 = 300;
 /// Lifetime of a browser session, in seconds.
 pub(crate) const SESSION_SECONDS: i64 = 8 * 3600;
 /// Sign-in attempts accepted per login in one window.
-const SIGN_IN_ATTEMPTS: i64 = 10;
+pub(crate) const SIGN_IN_ATTEMPTS: i64 = 10;
 /// The rate-limit window, in seconds.
-const SIGN_IN_WINDOW_SECONDS: i64 = 15 * 60;
+pub(crate) const SIGN_IN_WINDOW_SECONDS: i64 = 15 * 60;
 /// The session cookie.
 pub(crate) const COOKIE: &str = "regain_sid";
 
@@ -93,6 +93,8 @@ impl Provider {
             .route("/token", axum::routing::post(token))
             .route("/userinfo", get(userinfo))
             .route("/logout", get(logout))
+            .merge(crate::passkey_routes::routes())
+            .merge(crate::not_me::routes())
             .with_state(self)
     }
 }
@@ -122,24 +124,40 @@ async fn jwks(State(p): State<Provider>) -> Json<serde_json::Value> {
 }
 
 /// The parameters of an authorization request, carried through the sign-in pages.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 pub struct AuthRequest {
     #[serde(default)]
-    client_id: String,
+    pub(crate) client_id: String,
     #[serde(default)]
-    redirect_uri: String,
+    pub(crate) redirect_uri: String,
     #[serde(default)]
-    response_type: String,
+    pub(crate) response_type: String,
     #[serde(default)]
-    scope: String,
+    pub(crate) scope: String,
     #[serde(default)]
-    state: Option<String>,
+    pub(crate) state: Option<String>,
     #[serde(default)]
-    nonce: Option<String>,
+    pub(crate) nonce: Option<String>,
     #[serde(default)]
-    code_challenge: Option<String>,
+    pub(crate) code_challenge: Option<String>,
     #[serde(default)]
-    code_challenge_method: Option<String>,
+    pub(crate) code_challenge_method: Option<String>,
+}
+
+impl AuthRequest {
+    /// The parameters by name, `None` when absent.
+    pub(crate) fn fields(&self) -> [(&'static str, Option<&str>); 8] {
+        [
+            ("client_id", Some(self.client_id.as_str())),
+            ("redirect_uri", Some(self.redirect_uri.as_str())),
+            ("response_type", Some(self.response_type.as_str())),
+            ("scope", Some(self.scope.as_str())),
+            ("state", self.state.as_deref()),
+            ("nonce", self.nonce.as_deref()),
+            ("code_challenge", self.code_challenge.as_deref()),
+            ("code_challenge_method", self.code_challenge_method.as_deref()),
+        ]
+    }
 }
 
 pub(crate) fn escape(text: &str) -> String {
@@ -159,16 +177,7 @@ pub(crate) fn hidden(req: &AuthRequest) -> String {
     let field =
         |name: &str, value: &str| format!("<input type=\"hidden\" name=\"{name}\" value=\"{}\">", escape(value));
     let mut out = String::new();
-    for (name, value) in [
-        ("client_id", Some(req.client_id.as_str())),
-        ("redirect_uri", Some(req.redirect_uri.as_str())),
-        ("response_type", Some(req.response_type.as_str())),
-        ("scope", Some(req.scope.as_str())),
-        ("state", req.state.as_deref()),
-        ("nonce", req.nonce.as_deref()),
-        ("code_challenge", req.code_challenge.as_deref()),
-        ("code_challenge_method", req.code_challenge_method.as_deref()),
-    ] {
+    for (name, value) in req.fields() {
         if let Some(value) = value {
             out.push_str(&field(name, value));
         }
@@ -227,14 +236,16 @@ pub(crate) fn login_page(req: &AuthRequest, message: Option<&str>) -> Response {
          <label>Login <input name=\"login\" autocomplete=\"username\"></label>\
          <label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\"></label>\
          <label>Authenticator code <input name=\"totp\" inputmode=\"numeric\" autocomplete=\"one-time-code\"></label>\
-         <button name=\"method\" value=\"password\">Sign in</button></form>\
+         <button name=\"method\" value=\"password\">Sign in</button></form>{pk}\
          <details><summary>Sign in another way</summary>\
          <form method=\"post\" action=\"/authorize\">{h}\
          <label>Login <input name=\"login\"></label>\
          <label>Temporary Access Pass <input name=\"tap\" autocomplete=\"off\"></label>\
          <button name=\"method\" value=\"tap\">Sign in with a pass</button></form>\
-         <p><a href=\"/recover\">Recover your account</a></p></details>",
-        h = hidden(req)
+         <p><a id=\"recover\" href=\"{r}\">Recover your account</a></p></details>",
+        h = hidden(req),
+        r = escape(&crate::recovery::recover_link(req)),
+        pk = crate::passkey_routes::sign_in_section(req),
     );
     (StatusCode::OK, Html(page("Sign in", &body))).into_response()
 }
@@ -404,10 +415,11 @@ pub(crate) fn register_page(req: &AuthRequest, account: &Account, message: Optio
          <form method=\"post\" action=\"/register-totp\">{h}\
          <input type=\"hidden\" name=\"secret\" value=\"{secret}\">\
          <label>Code from the app <input name=\"code\" inputmode=\"numeric\"></label>\
-         <button>Register</button></form>",
+         <button>Register</button></form>{pk}",
         secret = totp.secret_base32(),
         uri = escape(&totp.uri("Regain", &account.login)),
-        h = hidden(req)
+        h = hidden(req),
+        pk = crate::passkey_routes::register_section(req),
     );
     (StatusCode::OK, Html(page("Register a new sign-in method", &body))).into_response()
 }

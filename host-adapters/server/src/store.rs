@@ -17,15 +17,21 @@ use sqlx::{AnyPool, Row as _};
 use std::time::Duration;
 
 /// The migrations of each dialect, in order: `(version, sql)`.
-const SQLITE_MIGRATIONS: [(i64, &str); 3] = [
+const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_provider.sql")),
     (3, include_str!("../migrations/sqlite/0003_outbox.sql")),
+    (4, include_str!("../migrations/sqlite/0004_passkeys.sql")),
+    (5, include_str!("../migrations/sqlite/0005_outbox_delivery.sql")),
+    (6, include_str!("../migrations/sqlite/0006_session_lease.sql")),
 ];
-const POSTGRES_MIGRATIONS: [(i64, &str); 3] = [
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_provider.sql")),
     (3, include_str!("../migrations/postgres/0003_outbox.sql")),
+    (4, include_str!("../migrations/postgres/0004_passkeys.sql")),
+    (5, include_str!("../migrations/postgres/0005_outbox_delivery.sql")),
+    (6, include_str!("../migrations/postgres/0006_session_lease.sql")),
 ];
 
 /// Which database the store talks to.
@@ -165,8 +171,8 @@ impl Store {
     /// then finds every version applied.
     async fn migrate(&self) -> Result<(), StoreError> {
         let migrations: &[(i64, &str)] = match self.dialect {
-            Dialect::Sqlite => &SQLITE_MIGRATIONS,
-            Dialect::Postgres => &POSTGRES_MIGRATIONS,
+            Dialect::Sqlite => SQLITE_MIGRATIONS,
+            Dialect::Postgres => POSTGRES_MIGRATIONS,
         };
         let mut tx = self.pool.begin().await?;
         if self.dialect == Dialect::Postgres {
@@ -338,6 +344,43 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.map(|r| r.try_get::<Vec<u8>, _>(0)).transpose()?)
+    }
+
+    /// Ends a recovery session (or any value kept in the session table).
+    pub async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM recovery_sessions WHERE id = $1").bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Takes the lease of a live recovery session for `seconds` and answers its state; `None`
+    /// when the session is unknown, expired or leased by another request (which may be on
+    /// another process). The lease makes every step of a flow run once, so a double-posted
+    /// form cannot issue two passes.
+    pub async fn lease_session(&self, id: &str, now: i64, seconds: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let taken = sqlx::query(
+            "UPDATE recovery_sessions SET lease_until = $3 \
+             WHERE id = $1 AND expires_at > $2 AND (lease_until IS NULL OR lease_until <= $2)",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(now + seconds)
+        .execute(&self.pool)
+        .await?;
+        if taken.rows_affected() != 1 {
+            return Ok(None);
+        }
+        self.session(id, now).await
+    }
+
+    /// Stores a leased session's new state and gives the lease back.
+    pub async fn release_session(&self, id: &str, state: &[u8], now: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE recovery_sessions SET state = $2, updated_at = $3, lease_until = NULL WHERE id = $1")
+            .bind(id)
+            .bind(state.to_vec())
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Appends an audit event.

@@ -15,23 +15,19 @@ mod support;
 
 use regain_core::env::AuditKind as CoreKind;
 use regain_core::policy::DEFAULT_POLICIES;
-use regain_dev_idv::keys::SigningKey;
-use regain_dev_idv::sdjwt::{IdentityCredential, issue_identity};
 use regain_host::reload::DeploymentStore;
 use regain_host::wit::deployment::Bundle;
-use regain_host::wit::face_check::{FaceCheckError, FaceComparison};
 use regain_host::wit::flow::{FlowInput, Step};
 use regain_host::wit::types::{ClientInfo, SourceFile};
 use regain_host::{ComponentSource, PluginHost, SandboxConfig};
 use regain_server::accounts::Account;
-use regain_server::adapter::{FaceService, ServerAdapter, TrustMaterial};
+use regain_server::adapter::ServerAdapter;
 use regain_server::store::{Passes, Redemption, now};
-use serde_json::json;
-use std::sync::{Arc, RwLock};
+use regain_server::trust::TrustSource;
+use std::sync::Arc;
 use support::databases;
+use support::recovery::{FaceDouble, credential, trust, wallet_answer};
 
-const ISSUER: &str = "https://idv.example";
-const STATUS_URI: &str = "https://idv.example/status/1";
 const CONFIG: &str = r#"
 scope_group = "recovery"
 
@@ -44,33 +40,6 @@ issuer = "https://idv.example"
 vct = ["https://idv.example/credentials/identity"]
 countries = ["*"]
 "#;
-
-/// TEST DOUBLE for a face comparison service (none exists on this machine): the selfie
-/// reference names the result, `face:<score>`.
-struct FaceDouble;
-
-impl FaceService for FaceDouble {
-    fn compare(&self, _portrait: &[u8], selfie_ref: &str) -> Result<FaceComparison, FaceCheckError> {
-        let score =
-            selfie_ref.strip_prefix("face:").and_then(|s| s.parse().ok()).ok_or(FaceCheckError::UnknownSelfie)?;
-        Ok(FaceComparison { score, live: true })
-    }
-}
-
-fn wallet(url: &str) -> String {
-    let holder = SigningKey::p256(5);
-    let credential = IdentityCredential {
-        issuer: ISSUER,
-        kid: "k1",
-        vct: "https://idv.example/credentials/identity",
-        iat: u64::try_from(now()).unwrap() - 600,
-        exp: u64::try_from(now()).unwrap() + 86_400,
-        status: Some((STATUS_URI, 0)),
-        claims: vec![("given_name", json!("Ana")), ("family_name", json!("Silva")), ("portrait", json!("cG9ydHJhaXQ"))],
-    };
-    let issued = issue_identity(&credential, &SigningKey::p256(1), &holder);
-    regain_dev_idv::wallet::answer(url, &issued, &holder, u64::try_from(now()).unwrap() - 2).unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recovery_with_the_servers_imports_issues_a_pass_the_server_accepts() {
@@ -99,25 +68,12 @@ async fn a_recovery_with_the_servers_imports_issues_a_pass_the_server_accepts() 
                 policies: DEFAULT_POLICIES.iter().map(|(n, t)| source(n, t)).collect(),
             },
         );
-        let issuer = SigningKey::p256(1);
-        let mut trust = TrustMaterial::default();
-        trust.issuers.insert(ISSUER.into(), issuer.jwks(Some("k1")).to_string());
-        let list = regain_dev_idv::status::token(
-            &issuer,
-            Some("k1"),
-            STATUS_URI,
-            &[0, 0, 1],
-            1,
-            u64::try_from(now()).unwrap() - 60,
-            None,
-        );
-        trust.status_lists.insert(STATUS_URI.into(), list);
         let passes = Passes::open(store.clone()).await.unwrap();
         let adapter = ServerAdapter::new(
             store.clone(),
             passes.clone(),
             deployments,
-            Arc::new(RwLock::new(trust)),
+            Arc::new(TrustSource::pinned(trust())),
             Arc::new(FaceDouble),
         );
 
@@ -126,14 +82,19 @@ async fn a_recovery_with_the_servers_imports_issues_a_pass_the_server_accepts() 
         let t1 = host.start(adapter.clone(), "default", "ana@example.org", &client).await.unwrap().unwrap();
         let Step::PresentRequest(request) = &t1.step else { panic!("{:?}", t1.step) };
         let t2 = host
-            .resume(adapter.clone(), &t1.state, &FlowInput::Presentation(wallet(&request.url)))
+            .resume(
+                adapter.clone(),
+                &t1.state,
+                &FlowInput::Presentation(wallet_answer(&request.url, &credential("Ana", "Silva", 0))),
+            )
             .await
             .unwrap()
             .unwrap();
         let Step::PresentationReceived(code) = &t2.step else { panic!("{:?}", t2.step) };
         let t3 =
             host.resume(adapter.clone(), &t2.state, &FlowInput::ResponseCode(code.clone())).await.unwrap().unwrap();
-        let t4 = host.resume(adapter.clone(), &t3.state, &FlowInput::Selfie("face:90".into())).await.unwrap().unwrap();
+        let selfie = adapter.keep_selfie(b"face:90").await.unwrap();
+        let t4 = host.resume(adapter.clone(), &t3.state, &FlowInput::Selfie(selfie)).await.unwrap().unwrap();
         let Step::Completed(pass) = &t4.step else { panic!("{:?}", t4.step) };
 
         // The server stored the pass (as a MAC) and its sign-in accepts it once.

@@ -194,9 +194,35 @@ pub fn rfc3339_seconds(text: &str) -> Option<u64> {
     u64::try_from(days * 86_400 + hour * 3600 + minute * 60 + second - offset).ok()
 }
 
+/// The RFC 3339 UTC date-time (`2026-11-25T16:00:00Z`) of seconds since the Unix epoch.
+pub fn rfc3339(seconds: u64) -> String {
+    let days = i64::try_from(seconds / 86_400).unwrap_or(i64::MAX / 2);
+    let rest = seconds % 86_400;
+    // Civil date from days (proleptic Gregorian), the inverse of the algorithm above.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
+}
+
 #[cfg(test)]
 mod rfc3339_tests {
-    use super::rfc3339_seconds;
+    use super::{rfc3339, rfc3339_seconds};
+
+    #[test]
+    fn formats_what_it_reads() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        for t in [0u64, 59, 86_399, 951_868_799, 1_790_000_000, 4_102_444_800, 253_402_300_799] {
+            assert_eq!(rfc3339_seconds(&rfc3339(t)), Some(t), "{t}");
+        }
+    }
 
     #[test]
     fn reads_rfc3339_date_times() {

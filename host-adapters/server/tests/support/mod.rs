@@ -3,6 +3,9 @@
 
 #![allow(dead_code, reason = "each test file uses part of the support module")]
 
+pub mod authenticator;
+pub mod recovery;
+
 use regain_server::store::{Store, random_hex};
 
 /// The URL of a fresh database on the test PostgreSQL server. The suite runs against both

@@ -1,0 +1,143 @@
+//! Trust material for the plugin: each trusted issuer's JWK Set (from the deployment's
+//! `jwks_file` or `jwks_uri`) and the status list tokens credentials point at, fetched over
+//! HTTP and cached. Material pinned in code (tests, offline set-ups) is served first.
+
+use regain_host::reload::DeploymentStore;
+use regain_host::wit::trust::TrustError;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// How long fetched material is served before it is fetched again.
+const FRESH: Duration = Duration::from_secs(300);
+/// How long stale material may still be served when the source cannot be reached: a short
+/// outage of an IDV's key endpoint does not stop recoveries.
+const STALE_IF_ERROR: Duration = Duration::from_secs(3600);
+/// Largest document accepted from an issuer.
+const MAX_DOCUMENT: usize = 2 * 1024 * 1024;
+/// Time allowed for one fetch.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Trust material given in code: issuers' key sets and status list tokens, by issuer and by
+/// URI.
+#[derive(Default)]
+pub struct TrustMaterial {
+    /// JWK Set documents by issuer.
+    pub issuers: HashMap<String, String>,
+    /// Status list tokens by URI.
+    pub status_lists: HashMap<String, String>,
+}
+
+/// Where the adapter's trust material comes from.
+pub struct TrustSource {
+    pinned: RwLock<TrustMaterial>,
+    deployments: Option<(DeploymentStore, String)>,
+    http: reqwest::Client,
+    cache: Mutex<HashMap<String, (Instant, String)>>,
+}
+
+impl TrustSource {
+    /// Only the given material; nothing is fetched.
+    pub fn pinned(material: TrustMaterial) -> Self {
+        Self { pinned: RwLock::new(material), deployments: None, http: reqwest::Client::new(), cache: Mutex::default() }
+    }
+
+    /// Keys from the deployment `name`'s IDV profiles (`jwks_file` relative to the deployment
+    /// file, `jwks_uri` fetched), status lists fetched from the URIs credentials carry.
+    pub fn from_deployment(deployments: DeploymentStore, name: &str) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .timeout(FETCH_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self {
+            pinned: RwLock::default(),
+            deployments: Some((deployments, name.to_owned())),
+            http,
+            cache: Mutex::default(),
+        })
+    }
+
+    /// Pins an issuer's key set.
+    pub fn pin_issuer(&self, issuer: &str, jwks: &str) {
+        let mut pinned = self.pinned.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        pinned.issuers.insert(issuer.to_owned(), jwks.to_owned());
+    }
+
+    /// The JWK Set of `issuer`, which must be a provider of the current deployment.
+    pub async fn issuer_keys(&self, issuer: &str) -> Result<String, TrustError> {
+        if let Some(jwks) = self.pinned.read().unwrap_or_else(std::sync::PoisonError::into_inner).issuers.get(issuer) {
+            return Ok(jwks.clone());
+        }
+        let Some((deployments, name)) = &self.deployments else { return Err(TrustError::UnknownIssuer) };
+        let bundle = deployments.get(name).ok_or(TrustError::UnknownIssuer)?;
+        let deployment = regain_core::config::Deployment::parse(&bundle.config.name, &bundle.config.text)
+            .map_err(|e| TrustError::Unavailable(e.to_string()))?;
+        let profile = deployment.idvs.iter().find(|p| p.issuer == issuer).ok_or(TrustError::UnknownIssuer)?;
+        if let Some(file) = &profile.jwks_file {
+            let base = Path::new(&bundle.config.name).parent().unwrap_or(Path::new("."));
+            return std::fs::read_to_string(base.join(file))
+                .map_err(|e| TrustError::Unavailable(format!("cannot read the key set of `{}`: {e}", profile.id)));
+        }
+        let uri = match &profile.jwks_uri {
+            Some(uri) => uri.clone(),
+            None => format!("{}/.well-known/jwks.json", issuer.trim_end_matches('/')),
+        };
+        self.fetch(&uri).await
+    }
+
+    /// The status list token at `uri`.
+    pub async fn status_list_token(&self, uri: &str) -> Result<String, TrustError> {
+        if let Some(token) = self.pinned.read().unwrap_or_else(std::sync::PoisonError::into_inner).status_lists.get(uri)
+        {
+            return Ok(token.clone());
+        }
+        if self.deployments.is_none() {
+            return Err(TrustError::Unavailable(format!("no status list for `{uri}`")));
+        }
+        self.fetch(uri).await
+    }
+
+    /// A document from the cache, or fetched; stale copies cover a failing source for a while.
+    async fn fetch(&self, uri: &str) -> Result<String, TrustError> {
+        if !(uri.starts_with("https://") || uri.starts_with("http://")) {
+            return Err(TrustError::Unavailable(format!("`{uri}` is not an HTTP(S) URL")));
+        }
+        let cached = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(uri).cloned();
+        if let Some((at, text)) = &cached
+            && at.elapsed() < FRESH
+        {
+            return Ok(text.clone());
+        }
+        match self.get(uri).await {
+            Ok(text) => {
+                let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                cache.insert(uri.to_owned(), (Instant::now(), text.clone()));
+                Ok(text)
+            }
+            Err(e) => match cached {
+                Some((at, text)) if at.elapsed() < STALE_IF_ERROR => {
+                    tracing::warn!(error = %e, "trust material fetch failed; serving the cached copy");
+                    Ok(text)
+                }
+                _ => Err(TrustError::Unavailable(e)),
+            },
+        }
+    }
+
+    async fn get(&self, uri: &str) -> Result<String, String> {
+        let mut response = self.http.get(uri).send().await.map_err(|e| format!("cannot fetch `{uri}`: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("`{uri}` answered {}", response.status()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| format!("cannot read `{uri}`: {e}"))? {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_DOCUMENT {
+                return Err(format!("`{uri}` is larger than {MAX_DOCUMENT} bytes"));
+            }
+        }
+        String::from_utf8(body).map_err(|_| format!("`{uri}` is not UTF-8"))
+    }
+}
