@@ -8,6 +8,7 @@ pub mod auth;
 pub mod mail;
 pub mod not_me;
 pub mod oidc;
+pub mod ops;
 mod passkey_routes;
 pub mod passkeys;
 pub mod provider;

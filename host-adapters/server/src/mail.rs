@@ -393,8 +393,7 @@ impl Mailer {
         message.check()?;
         let domain = self.config.from.rsplit_once('@').map_or("localhost", |(_, d)| d);
         let message_id = format!("<{}.{now}@{domain}>", random_hex(12).map_err(|_| SendError::Random)?);
-        // Both forms are rendered before connecting, so no session starts for a message
-        // that one of them would refuse.
+        // Rendering checks every header: a message it would refuse never opens a session.
         message.render(&self.config.from, now, &message_id, false)?;
         let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.config.smtp))
             .await
@@ -417,7 +416,7 @@ impl Mailer {
         now: i64,
         message_id: &str,
     ) -> Result<(), SendError> {
-        s.read_reply("the greeting", s.timeout).await?.expect("the greeting", &[220])?;
+        s.read_reply("the greeting", s.timeout).await?.require("the greeting", &[220])?;
         let ehlo = s.command(&format!("EHLO {}", self.helo), "EHLO").await?;
         let eight_bit =
             match ehlo.code {
@@ -426,7 +425,7 @@ impl Mailer {
                 }),
                 // A relay that predates ESMTP does not know EHLO (RFC 5321 §3.2).
                 500 | 501 | 502 | 504 | 550 => {
-                    s.command(&format!("HELO {}", self.helo), "HELO").await?.expect("HELO", &[250])?;
+                    s.command(&format!("HELO {}", self.helo), "HELO").await?.require("HELO", &[250])?;
                     false
                 }
                 code => return Err(SendError::Rejected { stage: "EHLO", code }),
@@ -435,13 +434,13 @@ impl Mailer {
         let body = if eight_bit { " BODY=8BITMIME" } else { "" };
         s.command(&format!("MAIL FROM:<{}>{body}", self.config.from), "MAIL FROM")
             .await?
-            .expect("MAIL FROM", &[250])?;
+            .require("MAIL FROM", &[250])?;
         for to in &message.to {
-            s.command(&format!("RCPT TO:<{to}>"), "RCPT TO").await?.expect("RCPT TO", &[250, 251])?;
+            s.command(&format!("RCPT TO:<{to}>"), "RCPT TO").await?.require("RCPT TO", &[250, 251])?;
         }
-        s.command("DATA", "DATA").await?.expect("DATA", &[354])?;
+        s.command("DATA", "DATA").await?.require("DATA", &[354])?;
         s.write(&dot_stuffed(&data), "the message").await?;
-        s.read_reply("the end of the message", self.data_timeout).await?.expect("the end of the message", &[250])?;
+        s.read_reply("the end of the message", self.data_timeout).await?.require("the end of the message", &[250])?;
         // The message is accepted; a relay that hangs up before answering QUIT changes nothing.
         let _ = s.command("QUIT", "QUIT").await;
         Ok(())
@@ -473,7 +472,7 @@ struct Reply {
 }
 
 impl Reply {
-    fn expect(self, stage: &'static str, codes: &[u16]) -> Result<Self, SendError> {
+    fn require(self, stage: &'static str, codes: &[u16]) -> Result<Self, SendError> {
         if codes.contains(&self.code) { Ok(self) } else { Err(SendError::Rejected { stage, code: self.code }) }
     }
 }

@@ -277,6 +277,7 @@ async fn start_session(p: &Provider, req: &AuthRequest, user_id: &str, t: i64) -
         Ok(sid) => sid,
         Err(e) => return server_error(&e.to_string()),
     };
+    crate::ops::metrics().count("sign_in", AMR);
     let session = BrowserSession { user_id: user_id.to_owned(), auth_time: t, amr: AMR.to_owned() };
     if let Err(e) = p.store.insert_browser_session(&sid, &session, t + SESSION_SECONDS).await {
         return server_error(&e.to_string());
@@ -353,10 +354,9 @@ async fn register_options(State(p): State<Provider>, headers: HeaderMap) -> Resp
         (None, None) => account.login.clone(),
     };
     let user = UserEntity { id: &account.id, name: &account.login, display_name: &display };
-    // Checked with a placeholder first, so that no challenge is stored for options that
-    // cannot be made.
-    if let Err(e) = webauthn::creation_options(&rp, &[], user, &existing) {
-        tracing::warn!(error = %e, "passkey options refused");
+    // Refused before a challenge is stored for options that cannot be made.
+    if account.id.len() > webauthn::MAX_USER_HANDLE {
+        tracing::warn!("passkey options refused: the user id is too long to be a user handle");
         return json_error(StatusCode::CONFLICT, "unsupported_user", "This account cannot register a passkey.");
     }
     match issue_challenge(&p, Ceremony::Register, Some(&account.id), t).await {

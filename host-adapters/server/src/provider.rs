@@ -325,6 +325,7 @@ async fn sign_in(State(p): State<Provider>, Form(form): Form<SignIn>) -> Respons
         Ok(sid) => sid,
         Err(e) => return server_error(&e.to_string()),
     };
+    crate::ops::metrics().count("sign_in", &amr);
     let session = BrowserSession { user_id: account.id.clone(), auth_time: t, amr };
     if let Err(e) = p.store.insert_browser_session(&sid, &session, t + SESSION_SECONDS).await {
         return server_error(&e.to_string());

@@ -199,6 +199,7 @@ impl Recovery {
                 None
             }
             Step::Completed(pass) => {
+                crate::ops::metrics().count("recovery", "completed");
                 // Shown once: the flow ends with this page and the pass is not stored in clear.
                 if let Err(e) = self.store().delete_session(rid).await {
                     return server_error(&e.to_string());
@@ -209,8 +210,14 @@ impl Recovery {
                 }
                 return no_store(pass_page(&flow, &pass.secret, pass.expires_at, pass.one_time));
             }
-            Step::EvaluationCompleted(outcome) => Some(View::Evaluated { would_issue: outcome.would_issue }),
-            Step::Failed(failure) => Some(View::Failed { reference: failure.helpdesk_ref }),
+            Step::EvaluationCompleted(outcome) => {
+                crate::ops::metrics().count("recovery", "evaluated");
+                Some(View::Evaluated { would_issue: outcome.would_issue })
+            }
+            Step::Failed(failure) => {
+                crate::ops::metrics().count("recovery", "failed");
+                Some(View::Failed { reference: failure.helpdesk_ref })
+            }
         };
         match (ending, caller) {
             (Some(view), Caller::Browser) => {

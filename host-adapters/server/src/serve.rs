@@ -154,7 +154,7 @@ const DEPLOYMENT: &str = "default";
 pub async fn serve(args: &ServerArgs, component: Option<&Path>) -> anyhow::Result<ExitCode> {
     let (config, store) = open(args).await?;
     let provider = Provider::new(&config.issuer, config.clients.clone(), store).await.map_err(anyhow::Error::msg)?;
-    let mut router = provider.clone().router().route("/healthz", axum::routing::get(|| async { "ok" }));
+    let mut router = provider.clone().router();
     if let Some(settings) = &config.recovery {
         router = router.merge(recovery(settings, &args.server_config, &provider, component)?.router());
     }
@@ -168,6 +168,7 @@ pub async fn serve(args: &ServerArgs, component: Option<&Path>) -> anyhow::Resul
         }
         None => None,
     };
+    let router = regain_server::ops::instrument(router);
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

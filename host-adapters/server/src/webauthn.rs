@@ -106,6 +106,9 @@ pub enum WebAuthnError {
     /// An attestation format this relying party does not accept.
     #[error("attestation format `{0}` is not supported")]
     UnsupportedAttestation(String),
+    /// A `packed` statement from an attestation CA or ECDAA, which this RP does not assess.
+    #[error("attestation with a certificate chain or ecdaa is not supported, only `none` and self-attestation")]
+    CertifiedAttestation,
     /// An accepted attestation format with a statement that does not hold.
     #[error("invalid attestation statement: {0}")]
     AttestationStatement(&'static str),
@@ -370,11 +373,8 @@ fn verify_packed_self(
     public_key: &[u8],
 ) -> Result<(), WebAuthnError> {
     let field = |name: &str| statement.iter().find(|(k, _)| *k == Cbor::Text(name)).map(|(_, v)| v);
-    if field("x5c").is_some() {
-        return Err(WebAuthnError::UnsupportedAttestation("packed with a certificate chain".into()));
-    }
-    if field("ecdaaKeyId").is_some() {
-        return Err(WebAuthnError::UnsupportedAttestation("packed with ecdaa".into()));
+    if field("x5c").is_some() || field("ecdaaKeyId").is_some() {
+        return Err(WebAuthnError::CertifiedAttestation);
     }
     if field("alg").and_then(Cbor::as_int) != Some(i128::from(ES256)) {
         return Err(WebAuthnError::AttestationStatement("`alg` is not the credential's algorithm"));
@@ -865,6 +865,28 @@ mod tests {
             verify_registration(&rp, &challenge, b"{", &attestation_object("none", &data)),
             Err(WebAuthnError::ClientData(_))
         ));
+        let framed = format!(
+            r#"{{"type":"webauthn.create","challenge":"{}","origin":"{}","crossOrigin":true}}"#,
+            b64url_encode(&challenge),
+            rp.origin
+        );
+        assert_eq!(
+            verify_registration(&rp, &challenge, framed.as_bytes(), &attestation_object("none", &data)),
+            Err(WebAuthnError::CrossOrigin)
+        );
+        let mut statement = attestation_object("none", &data);
+        // `attStmt` is the empty map 0xa0 right after its key: give `none` a statement.
+        let at = statement.windows(7).position(|w| w == b"attStmt").unwrap() + 7;
+        statement.splice(at..=at, [0xa1, 0x01, 0x02]);
+        assert!(matches!(
+            verify_registration(&rp, &challenge, &created, &statement),
+            Err(WebAuthnError::AttestationStatement(_))
+        ));
+        let no_at = auth_data(&rp.id, FLAG_UP, 0, None);
+        assert_eq!(
+            verify_registration(&rp, &challenge, &created, &attestation_object("none", &no_at)),
+            Err(WebAuthnError::NoAttestedCredential)
+        );
 
         let rng = ring::rand::SystemRandom::new();
         let got = client_data("webauthn.get", &challenge, &rp.origin);

@@ -73,6 +73,11 @@ pub fn trust() -> TrustMaterial {
 
 /// A credential the IDV issued to the wallet's key.
 pub fn credential(given: &str, family: &str, status_index: u64) -> Issued {
+    credential_listed_at(STATUS_URI, given, family, status_index)
+}
+
+/// A credential whose status entry is in the list at `status_uri`.
+pub fn credential_listed_at(status_uri: &str, given: &str, family: &str, status_index: u64) -> Issued {
     let t = u64::try_from(now()).unwrap_or(0);
     let credential = IdentityCredential {
         issuer: ISSUER,
@@ -80,7 +85,7 @@ pub fn credential(given: &str, family: &str, status_index: u64) -> Issued {
         vct: VCT,
         iat: t - 600,
         exp: t + 86_400,
-        status: Some((STATUS_URI, status_index)),
+        status: Some((status_uri, status_index)),
         claims: vec![("given_name", json!(given)), ("family_name", json!(family)), ("portrait", json!("cG9ydHJhaXQ"))],
     };
     issue_identity(&credential, &SigningKey::p256(1), &SigningKey::p256(5))
