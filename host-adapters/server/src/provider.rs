@@ -415,8 +415,14 @@ pub(crate) fn register_page(req: &AuthRequest, account: &Account, message: Optio
          <p><a id=\"totp-uri\" href=\"{uri}\">Open in an authenticator app</a></p>\
          <form method=\"post\" action=\"/register-totp\">{h}\
          <input type=\"hidden\" name=\"secret\" value=\"{secret}\">\
-         <label>Code from the app <input name=\"code\" inputmode=\"numeric\"></label>\
+         <label>Code from the app <input name=\"code\" inputmode=\"numeric\"></label>{pw}\
          <button>Register</button></form>{pk}",
+        pw = if account.password_hash.is_none() {
+            "<label>New password (at least 12 characters) <input name=\"new_password\" type=\"password\" \
+             autocomplete=\"new-password\" minlength=\"12\"></label>"
+        } else {
+            ""
+        },
         secret = totp.secret_base32(),
         uri = escape(&totp.uri("Regain", &account.login)),
         h = hidden(req),
@@ -434,7 +440,13 @@ pub struct RegisterTotp {
     secret: String,
     #[serde(default)]
     code: String,
+    /// Required when recovery removed the password: an authenticator app is a second factor.
+    #[serde(default)]
+    new_password: String,
 }
+
+/// Shortest password accepted at registration.
+const MIN_PASSWORD: usize = 12;
 
 async fn register_totp(State(p): State<Provider>, headers: HeaderMap, Form(form): Form<RegisterTotp>) -> Response {
     if let Some(response) = invalid(&p, &form.req) {
@@ -459,7 +471,29 @@ async fn register_totp(State(p): State<Provider>, headers: HeaderMap, Form(form)
         )
         .await;
     };
+    let password = match p.store.user_by_id(&session.user_id).await {
+        Ok(Some(account)) if account.password_hash.is_none() => {
+            if form.new_password.chars().count() < MIN_PASSWORD {
+                return continue_as(
+                    &p,
+                    &form.req,
+                    &session,
+                    Some("Choose a password of at least 12 characters, and scan this new key."),
+                )
+                .await;
+            }
+            match crate::auth::hash_password(&form.new_password) {
+                Ok(hash) => Some(hash),
+                Err(e) => return server_error(&e),
+            }
+        }
+        Ok(_) => None,
+        Err(e) => return server_error(&e.to_string()),
+    };
     let enrolled = async {
+        if let Some(hash) = &password {
+            p.store.set_password(&session.user_id, Some(hash.as_str())).await?;
+        }
         p.store.set_totp(&session.user_id, Some(&key)).await?;
         p.store.use_totp_step(&session.user_id, step).await?;
         p.store.set_must_register(&session.user_id, false).await

@@ -254,6 +254,12 @@ async fn a_pass_sign_in_gets_no_tokens_until_a_new_method_is_registered() {
         let mut form: Vec<(String, String)> = auth_params(&p).into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         form.push(("secret".into(), secret.clone()));
         form.push(("code".into(), code));
+        // Without a password left, the user chooses one with the authenticator app.
+        form.push(("new_password".into(), "short".into()));
+        let refused = s.http.post(format!("{}/register-totp", s.base)).form(&form).send().await.unwrap();
+        assert!(refused.text().await.unwrap().contains("Choose a password of at least 12 characters"));
+        form.pop();
+        form.push(("new_password".into(), "a long new passphrase".into()));
         let registered = s.http.post(format!("{}/register-totp", s.base)).form(&form).send().await.unwrap();
         let auth_code = location_param(&registered, "code").expect("a code once registered");
         let (_, tokens) = redeem(&s, &auth_code, &p.verifier).await;
