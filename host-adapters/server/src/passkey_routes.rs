@@ -6,9 +6,11 @@
 use crate::accounts::{Account, BrowserSession};
 use crate::passkeys::{Ceremony, Passkey};
 use crate::provider::{
-    AuthRequest, COOKIE, GENERIC_FAILURE, Provider, SESSION_SECONDS, SIGN_IN_ATTEMPTS, SIGN_IN_WINDOW_SECONDS,
-    continue_as, cookie, escape, hidden, invalid, login_page, page, register_page, server_error,
+    AuthRequest, GENERIC_FAILURE, Provider, SIGN_IN_ATTEMPTS, SIGN_IN_WINDOW_SECONDS, TOO_MANY_FROM_ADDRESS,
+    address_allowed, continue_as, cookie, escape, hidden, invalid, login_page, page, register_page, server_error,
+    start_session,
 };
+use crate::recovery::Peer;
 use crate::store::{digest, now, random_hex};
 use crate::webauthn::{self, RelyingParty, UserEntity};
 use axum::extract::{Form, Query, State};
@@ -198,12 +200,17 @@ async fn refuse_sign_in(p: &Provider, req: &AuthRequest, failures_key: &str, win
     login_page(req, Some(GENERIC_FAILURE))
 }
 
-async fn sign_in(State(p): State<Provider>, Form(form): Form<PasskeySignIn>) -> Response {
+async fn sign_in(State(p): State<Provider>, Peer(peer): Peer, Form(form): Form<PasskeySignIn>) -> Response {
     if let Some(response) = invalid(&p, &form.req) {
         return response;
     }
     let req = &form.req;
     let t = now();
+    match address_allowed(&p, peer, t).await {
+        Ok(true) => {}
+        Ok(false) => return login_page(req, Some(TOO_MANY_FROM_ADDRESS)),
+        Err(e) => return server_error(&e),
+    }
     let window = t - t.rem_euclid(SIGN_IN_WINDOW_SECONDS);
     // Keyed by a digest so that a hostile id cannot make a long key.
     let failures_key = format!("passkey-failures:{}", digest(&form.credential_id));
@@ -267,30 +274,7 @@ async fn sign_in(State(p): State<Provider>, Form(form): Form<PasskeySignIn>) -> 
         Ok(false) => return refuse_sign_in(&p, req, &failures_key, window, "signature counter raced").await,
         Err(e) => return server_error(&e.to_string()),
     }
-    start_session(&p, req, &account.id, t).await
-}
-
-/// A new browser session after a passkey sign-in, then on to the client as the password
-/// sign-in does.
-async fn start_session(p: &Provider, req: &AuthRequest, user_id: &str, t: i64) -> Response {
-    let sid = match random_hex(32) {
-        Ok(sid) => sid,
-        Err(e) => return server_error(&e.to_string()),
-    };
-    crate::ops::metrics().count("sign_in", AMR);
-    let session = BrowserSession { user_id: user_id.to_owned(), auth_time: t, amr: AMR.to_owned() };
-    if let Err(e) = p.store.insert_browser_session(&sid, &session, t + SESSION_SECONDS).await {
-        return server_error(&e.to_string());
-    }
-    if let Err(e) = p.store.touch_sign_in(user_id, t).await {
-        return server_error(&e.to_string());
-    }
-    let set_cookie = format!("{COOKIE}={sid}; Path=/; HttpOnly; SameSite=Lax; Max-Age={SESSION_SECONDS}");
-    let mut response = continue_as(p, req, &session, None).await;
-    if let Ok(value) = set_cookie.parse() {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
-    response
+    start_session(&p, req, &account.id, AMR, t).await
 }
 
 /// For a signed-in user: a page to add a passkey, then continue to the client.

@@ -6,6 +6,7 @@
 use crate::accounts::{Account, BrowserSession, CodeGrant};
 use crate::auth::{Totp, verify_password};
 use crate::oidc::{IdTokenClaims, SigningKey, check_challenge, redirect_uri_registered, verify_pkce};
+use crate::recovery::Peer;
 use crate::store::{Passes, Redemption, Store, now, random_hex};
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -282,12 +283,21 @@ pub struct SignIn {
 }
 
 pub(crate) const GENERIC_FAILURE: &str = "The login or the credentials are not correct.";
+/// Sign-in attempts accepted from one client address in one window (offices share one).
+pub(crate) const SIGN_IN_ATTEMPTS_PER_ADDRESS: i64 = 200;
+/// The answer once an address has made too many attempts.
+pub(crate) const TOO_MANY_FROM_ADDRESS: &str = "Too many sign-in attempts from your network; wait a few minutes.";
 
-async fn sign_in(State(p): State<Provider>, Form(form): Form<SignIn>) -> Response {
+async fn sign_in(State(p): State<Provider>, Peer(peer): Peer, Form(form): Form<SignIn>) -> Response {
     if let Some(response) = invalid(&p, &form.req) {
         return response;
     }
     let t = now();
+    match address_allowed(&p, peer, t).await {
+        Ok(true) => {}
+        Ok(false) => return login_page(&form.req, Some(TOO_MANY_FROM_ADDRESS)),
+        Err(e) => return server_error(&e),
+    }
     // Attempts per login in a 15-minute window, counted in the database so that every
     // process sees the same count; the answer does not say whether the login exists.
     let window = t - t.rem_euclid(SIGN_IN_WINDOW_SECONDS);
@@ -321,24 +331,38 @@ async fn sign_in(State(p): State<Provider>, Form(form): Form<SignIn>) -> Respons
         },
         _ => return login_page(&form.req, Some("Choose a way to sign in.")),
     };
+    start_session(&p, &form.req, &account.id, &amr, t).await
+}
+
+/// A new browser session for `user_id` signed in by `amr`, then on to the client.
+pub(crate) async fn start_session(p: &Provider, req: &AuthRequest, user_id: &str, amr: &str, t: i64) -> Response {
     let sid = match random_hex(32) {
         Ok(sid) => sid,
         Err(e) => return server_error(&e.to_string()),
     };
-    crate::ops::metrics().count("sign_in", &amr);
-    let session = BrowserSession { user_id: account.id.clone(), auth_time: t, amr };
+    crate::ops::metrics().count("sign_in", amr);
+    let session = BrowserSession { user_id: user_id.to_owned(), auth_time: t, amr: amr.to_owned() };
     if let Err(e) = p.store.insert_browser_session(&sid, &session, t + SESSION_SECONDS).await {
         return server_error(&e.to_string());
     }
-    if let Err(e) = p.store.touch_sign_in(&account.id, t).await {
+    if let Err(e) = p.store.touch_sign_in(user_id, t).await {
         return server_error(&e.to_string());
     }
     let set_cookie = format!("{COOKIE}={sid}; Path=/; HttpOnly; SameSite=Lax; Max-Age={SESSION_SECONDS}");
-    let mut response = continue_as(&p, &form.req, &session, None).await;
+    let mut response = continue_as(p, req, &session, None).await;
     if let Ok(value) = set_cookie.parse() {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response
+}
+
+/// Counts a sign-in attempt from `peer`; `Ok(false)` when the address has made too many in
+/// this window. Counted in the database, so every process sees the same number.
+pub(crate) async fn address_allowed(p: &Provider, peer: Option<std::net::IpAddr>, t: i64) -> Result<bool, String> {
+    let window = t - t.rem_euclid(SIGN_IN_WINDOW_SECONDS);
+    let address = peer.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+    let hits = p.store.hit(&format!("sign-in-addr:{address}"), window).await.map_err(|e| e.to_string())?;
+    Ok(hits <= SIGN_IN_ATTEMPTS_PER_ADDRESS)
 }
 
 /// Password, and the TOTP code when the user enrolled one; `Ok(None)` is a failed attempt.

@@ -43,7 +43,9 @@ async fn serve(store: Store, dir: Option<tempfile::TempDir>) -> Server {
     };
     let provider = Provider::new(&base, vec![client], store).await.unwrap();
     let router = provider.clone().router();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    tokio::spawn(async move {
+        axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).await.unwrap()
+    });
     let http = reqwest::Client::builder().redirect(Policy::none()).cookie_store(true).build().unwrap();
     Server { base, provider, http, _dir: dir }
 }
@@ -310,6 +312,25 @@ async fn repeated_failures_lock_the_login_for_the_window() {
         let unknown =
             sign_in(&s, &p, &[("method", "password"), ("login", "nobody@example.org"), ("password", "x")]).await;
         assert!(unknown.text().await.unwrap().contains("Too many attempts for this login"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_trying_many_logins_is_stopped() {
+    for (store, dir) in databases().await {
+        let s = serve(store, dir).await;
+        user(&s, "ana@example.org", Some("right"), None).await;
+        let p = pkce();
+        for i in 0..200 {
+            let login = format!("guess-{i}@example.org");
+            let wrong = sign_in(&s, &p, &[("method", "password"), ("login", &login), ("password", "x")]).await;
+            assert!(wrong.text().await.unwrap().contains("The login or the credentials are not correct."), "{i}");
+        }
+        // Even the right password is refused from this address for the rest of the window.
+        let blocked =
+            sign_in(&s, &p, &[("method", "password"), ("login", "ana@example.org"), ("password", "right")]).await;
+        assert_eq!(blocked.status(), StatusCode::OK, "no code");
+        assert!(blocked.text().await.unwrap().contains("Too many sign-in attempts from your network"));
     }
 }
 
