@@ -178,15 +178,4 @@ impl Store {
         }
         Ok(Some(IssuedChallenge { challenge: row.try_get(0)?, user_id: row.try_get(1)? }))
     }
-
-    /// The hits counted on `key` in the window starting at `window_start`, without adding
-    /// one.
-    pub async fn hits(&self, key: &str, window_start: i64) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT hits FROM rate_limits WHERE key = $1 AND window_start = $2")
-            .bind(key)
-            .bind(window_start)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.try_get(0)).transpose()?.unwrap_or(0))
-    }
 }

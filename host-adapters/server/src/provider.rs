@@ -298,25 +298,37 @@ async fn sign_in(State(p): State<Provider>, Peer(peer): Peer, Form(form): Form<S
         Ok(false) => return login_page(&form.req, Some(TOO_MANY_FROM_ADDRESS)),
         Err(e) => return server_error(&e),
     }
-    // Attempts per login in a 15-minute window, counted in the database so that every
+    // Failed attempts per login in a 15-minute window, counted in the database so that every
     // process sees the same count; the answer does not say whether the login exists.
+    // Successes are not counted, so that a burst of honest attempts (or a race on one pass)
+    // all reach the check.
     let window = t - t.rem_euclid(SIGN_IN_WINDOW_SECONDS);
-    match p.store.hit(&format!("sign-in:{}", form.login.trim().to_lowercase()), window).await {
-        Ok(hits) if hits > SIGN_IN_ATTEMPTS => {
+    let login_key = format!("sign-in:{}", form.login.trim().to_lowercase());
+    match p.store.hits(&login_key, window).await {
+        Ok(failures) if failures >= SIGN_IN_ATTEMPTS => {
             return login_page(&form.req, Some("Too many attempts for this login; wait a few minutes."));
         }
         Ok(_) => {}
         Err(e) => return server_error(&e.to_string()),
     }
+    let refuse = |message: &'static str| {
+        let (p, req, key) = (&p, &form.req, &login_key);
+        async move {
+            match p.store.hit(key, window).await {
+                Ok(_) => login_page(req, Some(message)),
+                Err(e) => server_error(&e.to_string()),
+            }
+        }
+    };
     let account = match p.store.user_by_login(form.login.trim()).await {
         Ok(Some(a)) if a.enabled => a,
-        Ok(_) => return login_page(&form.req, Some(GENERIC_FAILURE)),
+        Ok(_) => return refuse(GENERIC_FAILURE).await,
         Err(e) => return server_error(&e.to_string()),
     };
     let amr = match form.method.as_str() {
         "password" => match check_password(&p, &account, &form, t).await {
             Ok(Some(amr)) => amr,
-            Ok(None) => return login_page(&form.req, Some(GENERIC_FAILURE)),
+            Ok(None) => return refuse(GENERIC_FAILURE).await,
             Err(e) => return server_error(&e),
         },
         "tap" => match p.passes.redeem(&form.tap, t).await {
@@ -326,7 +338,7 @@ async fn sign_in(State(p): State<Provider>, Peer(peer): Peer, Form(form): Form<S
                 }
                 "tap".to_owned()
             }
-            Ok(_) => return login_page(&form.req, Some("This pass is not valid, has expired or was already used.")),
+            Ok(_) => return refuse("This pass is not valid, has expired or was already used.").await,
             Err(e) => return server_error(&e.to_string()),
         },
         _ => return login_page(&form.req, Some("Choose a way to sign in.")),

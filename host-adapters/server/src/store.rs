@@ -321,6 +321,17 @@ impl Store {
         Ok(row.try_get(0)?)
     }
 
+    /// The hits counted on `key` in the window starting at `window_start`, without adding
+    /// one.
+    pub async fn hits(&self, key: &str, window_start: i64) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT hits FROM rate_limits WHERE key = $1 AND window_start = $2")
+            .bind(key)
+            .bind(window_start)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?.unwrap_or(0))
+    }
+
     /// Stores a recovery session's state.
     pub async fn put_session(&self, id: &str, state: &[u8], now: i64, expires_at: i64) -> Result<(), StoreError> {
         sqlx::query(

@@ -177,3 +177,61 @@ async fn two_processes_on_one_postgresql_share_their_keys() {
     assert_eq!(jwks(a).await, jwks(b).await, "one signing key, created once, for both processes");
     assert!(!dir.path().join("regain.db").exists(), "DATABASE_URL wins over the default SQLite file");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_raced_by_a_hundred_sign_ins_on_two_processes_signs_in_once() {
+    use regain_server::store::{Passes, Redemption, Store, now};
+    let database = support::fresh_postgres_url().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (free_port(), free_port());
+    let env = [("DATABASE_URL", database.as_str())];
+    let _first = start(&config(dir.path(), a), &env);
+    let _second = start(&config(dir.path(), b), &env);
+    healthy(a).await;
+    healthy(b).await;
+
+    let store = Store::open(&database).await.unwrap();
+    let account = regain_server::accounts::Account {
+        id: "u-race".into(),
+        login: "race@example.org".into(),
+        enabled: true,
+        ..Default::default()
+    };
+    store.create_user(&account, now()).await.unwrap();
+    let pass = Passes::open(store.clone()).await.unwrap().issue("u-race", 3600, 0, true, 24, now()).await.unwrap();
+
+    let form: Vec<(&str, String)> = vec![
+        ("client_id", "rp".into()),
+        ("redirect_uri", "https://rp.example/cb".into()),
+        ("response_type", "code".into()),
+        ("scope", "openid".into()),
+        ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuIojdkuwOQ".into()),
+        ("code_challenge_method", "S256".into()),
+        ("method", "tap".into()),
+        ("login", "race@example.org".into()),
+        ("tap", pass.secret.clone()),
+    ];
+    let gate = std::sync::Arc::new(tokio::sync::Barrier::new(100));
+    let racers: Vec<_> = (0..100)
+        .map(|i| {
+            let (gate, form) = (gate.clone(), form.clone());
+            let port = if i % 2 == 0 { a } else { b };
+            tokio::spawn(async move {
+                let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+                let request = client.post(format!("http://127.0.0.1:{port}/authorize")).form(&form);
+                gate.wait().await;
+                request.send().await.unwrap().text().await.unwrap()
+            })
+        })
+        .collect();
+    let mut pages = Vec::new();
+    for racer in racers {
+        pages.push(racer.await.unwrap());
+    }
+    let signed_in = pages.iter().filter(|p| p.contains("Register a new sign-in method")).count();
+    let refused =
+        pages.iter().filter(|p| p.contains("This pass is not valid, has expired or was already used.")).count();
+    assert_eq!((signed_in, refused), (1, 99));
+    let passes = Passes::open(store.clone()).await.unwrap();
+    assert_eq!(passes.redeem(&pass.secret, now()).await.unwrap(), Redemption::Refused);
+}
