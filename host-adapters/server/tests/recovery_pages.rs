@@ -281,3 +281,114 @@ async fn recovery_starts_are_limited_per_login_without_saying_whether_it_exists(
         assert_eq!(statuses[5], StatusCode::TOO_MANY_REQUESTS);
     }
 }
+
+/// An OIDC4IDA provider's token endpoint (the authorization step is the test itself): it
+/// checks PKCE and answers an ID token with `verified_claims` for the registered code.
+async fn ida_provider(codes: std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>) -> String {
+    use axum::routing::post;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let issuer = support::recovery::ISSUER;
+    let router = axum::Router::new().route(
+        "/token",
+        post(move |axum::Form(form): axum::Form<std::collections::HashMap<String, String>>| {
+            let codes = codes.clone();
+            async move {
+                let (code, verifier) = (form["code"].clone(), form["code_verifier"].clone());
+                let found = codes.lock().unwrap().iter().find(|(c, _, _)| *c == code).cloned();
+                let Some((_, challenge, nonce)) = found else {
+                    return (StatusCode::BAD_REQUEST, axum::Json(serde_json::json!({"error": "invalid_grant"})));
+                };
+                let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
+                if base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref()) != challenge {
+                    return (StatusCode::BAD_REQUEST, axum::Json(serde_json::json!({"error": "invalid_grant"})));
+                }
+                let assertion = regain_dev_idv::ida::Assertion {
+                    issuer,
+                    kid: "k1",
+                    client_id: "regain-recovery",
+                    nonce: &nonce,
+                    subject: "idv-subject-1",
+                    iat: u64::try_from(now()).unwrap() - 2,
+                    trust_framework: "eidas",
+                    face_method: Some("bvr"),
+                    claims: vec![
+                        ("given_name", serde_json::json!("Gil")),
+                        ("family_name", serde_json::json!("Brandão")),
+                    ],
+                };
+                let token = assertion.id_token(&regain_dev_idv::keys::SigningKey::p256(1));
+                (StatusCode::OK, axum::Json(serde_json::json!({ "id_token": token, "token_type": "Bearer" })))
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    base
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oidc4ida_recovery_goes_to_the_provider_and_back() {
+    use regain_host::wit::deployment::Bundle;
+    use regain_host::wit::types::SourceFile;
+    for (store, _dir) in databases().await {
+        store.create_user(&member("u-gil", "gil@example.org", "Gil", "Brandão"), now()).await.unwrap();
+        let s = start(store.clone(), "", None).await;
+        let codes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let idv = ida_provider(codes.clone()).await;
+        let config = format!(
+            "scope_group = \"recovery\"\n\n[verifier]\nresponse_uri = \"{base}/recover/response\"\n\n\
+             [[idv]]\nid = \"ida\"\nissuer = \"{iss}\"\nmode = \"oidc4ida\"\ncountries = [\"*\"]\n\n\
+             [idv.oidc4ida]\nauthorization_endpoint = \"{idv}/authorize\"\ntoken_endpoint = \"{idv}/token\"\n\
+             client_id = \"regain-recovery\"\nredirect_uri = \"{base}/recover/provider-callback\"\n",
+            base = s.base,
+            iss = support::recovery::ISSUER
+        );
+        let source = |name: &str, text: &str| SourceFile { name: name.into(), text: text.into() };
+        s.deployments.publish(
+            "default",
+            Bundle {
+                config: source("regain.toml", &config),
+                policies: regain_core::policy::DEFAULT_POLICIES.iter().map(|(n, t)| source(n, t)).collect(),
+            },
+        );
+
+        let browser = browser();
+        let mut form = auth_form();
+        form.extend([("login", "gil@example.org".to_owned()), ("device", "same".to_owned())]);
+        let sent = browser.post(format!("{}/recover/start", s.base)).form(&form).send().await.unwrap();
+        assert_eq!(sent.status(), StatusCode::SEE_OTHER);
+        let to = sent.headers()["location"].to_str().unwrap().to_owned();
+        assert!(to.starts_with(&format!("{idv}/authorize?")), "{to}");
+        let param = |name: &str| {
+            let v = to.split(['?', '&']).find_map(|kv| kv.strip_prefix(&format!("{name}="))).unwrap();
+            regain_core::openid4vp::form_decode(v).unwrap()
+        };
+        let (state, nonce, challenge) = (param("state"), param("nonce"), param("code_challenge"));
+        codes.lock().unwrap().push(("code-1".into(), challenge, nonce));
+
+        // A forged state, or another browser, gets nowhere.
+        let (status, _) =
+            get(&browser, &format!("{}/recover/provider-callback?code=code-1&state=forged", s.base)).await;
+        assert_eq!(status, StatusCode::GONE);
+        let (status, _) = get(
+            &support::recovery::browser(),
+            &format!("{}/recover/provider-callback?code=code-1&state={state}", s.base),
+        )
+        .await;
+        assert_eq!(status, StatusCode::GONE);
+
+        // The provider compared the face itself: no selfie step, the pass comes straight back.
+        let (status, page) =
+            get(&browser, &format!("{}/recover/provider-callback?code=code-1&state={state}", s.base)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(element(&page, "tap").is_some(), "{page}");
+        let kinds = audit_kinds(&store, "u-gil").await;
+        assert!(kinds.contains(&AuditKind::FaceCheckPassed), "{kinds:?}");
+        assert!(kinds.contains(&AuditKind::RecoveryCompleted), "{kinds:?}");
+
+        // The state is accepted once.
+        let (status, _) =
+            get(&browser, &format!("{}/recover/provider-callback?code=code-1&state={state}", s.base)).await;
+        assert_eq!(status, StatusCode::GONE);
+    }
+}
