@@ -44,10 +44,11 @@ impl std::fmt::Debug for Account {
     }
 }
 
-const ACCOUNT_COLUMNS: &str = "id, login, given_name, family_name, enabled, last_sign_in, country, privileged, \
-                               groups_json, attributes_json, password_hash, totp_secret, must_register";
+pub(crate) const ACCOUNT_COLUMNS: &str = "id, login, given_name, family_name, enabled, last_sign_in, country, \
+                                          privileged, groups_json, attributes_json, password_hash, totp_secret, \
+                                          must_register";
 
-fn account(row: &AnyRow) -> Result<Account, StoreError> {
+pub(crate) fn account(row: &AnyRow) -> Result<Account, StoreError> {
     let json_err = |e: serde_json::Error| StoreError::Database(sqlx::Error::Decode(Box::new(e)));
     Ok(Account {
         id: row.try_get(0)?,
@@ -99,28 +100,8 @@ pub struct BrowserSession {
 impl Store {
     /// Creates a user; the login must be new.
     pub async fn create_user(&self, a: &Account, now: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO users (id, login, given_name, family_name, enabled, last_sign_in, country, privileged, \
-             groups_json, attributes_json, password_hash, totp_secret, must_register, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        )
-        .bind(&a.id)
-        .bind(&a.login)
-        .bind(a.given_name.as_deref())
-        .bind(a.family_name.as_deref())
-        .bind(i64::from(a.enabled))
-        .bind(a.last_sign_in)
-        .bind(a.country.as_deref())
-        .bind(i64::from(a.privileged))
-        .bind(json(&a.groups))
-        .bind(json(&a.attributes))
-        .bind(a.password_hash.as_deref())
-        .bind(a.totp_secret.clone())
-        .bind(i64::from(a.must_register))
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        insert_user_on(&mut conn, a, now).await
     }
 
     /// The user who signs in with `login`.
@@ -322,7 +303,33 @@ impl Store {
     }
 }
 
+/// Inserts a user on a connection (or in a transaction); the login must be new.
+pub(crate) async fn insert_user_on(conn: &mut sqlx::AnyConnection, a: &Account, now: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO users (id, login, given_name, family_name, enabled, last_sign_in, country, privileged, \
+         groups_json, attributes_json, password_hash, totp_secret, must_register, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+    )
+    .bind(&a.id)
+    .bind(&a.login)
+    .bind(a.given_name.as_deref())
+    .bind(a.family_name.as_deref())
+    .bind(i64::from(a.enabled))
+    .bind(a.last_sign_in)
+    .bind(a.country.as_deref())
+    .bind(i64::from(a.privileged))
+    .bind(json(&a.groups))
+    .bind(json(&a.attributes))
+    .bind(a.password_hash.as_deref())
+    .bind(a.totp_secret.clone())
+    .bind(i64::from(a.must_register))
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// JSON text of a value kept in a column.
-fn json<T: serde::Serialize>(value: &T) -> String {
+pub(crate) fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
 }

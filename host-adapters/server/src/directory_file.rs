@@ -49,7 +49,8 @@ impl From<Entry> for User {
     }
 }
 
-fn parse(text: &str) -> anyhow::Result<Vec<User>> {
+/// Parses a directory's text; errors name the offending key.
+pub fn parse(text: &str) -> anyhow::Result<Vec<User>> {
     let entries: Vec<Entry> = serde_json::from_str(text)?;
     Ok(entries.into_iter().map(User::from).collect())
 }

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod adapter;
+pub mod admin;
 pub mod auth;
 pub mod mail;
 pub mod not_me;

@@ -1,9 +1,11 @@
 #![doc = include_str!("../README.md")]
 
+mod admin_cli;
 mod directory_file;
 mod operator;
 mod presentation;
 mod serve;
+mod users_file;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -94,6 +96,8 @@ enum AuditCommand {
         #[arg(long)]
         user: Option<String>,
     },
+    /// Show audit events matching filters, oldest first: a table, or JSON lines with `--json`.
+    Query(admin_cli::AuditQueryArgs),
 }
 
 #[derive(Subcommand)]
@@ -188,6 +192,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit { command: AuditCommand::Export { server, since, user } } => {
             serve::export_audit(&server, since, user.as_deref()).await
         }
+        Command::Audit { command: AuditCommand::Query(args) } => admin_cli::query(&args).await,
     }
 }
 

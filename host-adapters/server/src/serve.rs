@@ -110,7 +110,8 @@ pub struct ServerArgs {
     pub server_config: PathBuf,
 }
 
-async fn open(args: &ServerArgs) -> anyhow::Result<(ServerConfig, Store)> {
+/// Reads the server configuration and opens its database.
+pub async fn open(args: &ServerArgs) -> anyhow::Result<(ServerConfig, Store)> {
     let config = ServerConfig::read(&args.server_config)?;
     let store = Store::open(&config.database(&args.server_config)).await.context("cannot open the database")?;
     Ok((config, store))
@@ -147,6 +148,22 @@ fn recovery(
     Recovery::new(provider.clone(), host, adapter, deployments, DEPLOYMENT, limits).map_err(anyhow::Error::msg)
 }
 
+/// Resolves at SIGINT (Ctrl-C) or SIGTERM (service managers, containers).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 /// The name the server's deployment is published under.
 const DEPLOYMENT: &str = "default";
 
@@ -174,9 +191,7 @@ pub async fn serve(args: &ServerArgs, component: Option<&Path>) -> anyhow::Resul
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     println!("listening on http://{} (issuer {})", listener.local_addr()?, config.issuer);
     axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(stop_signal())
         .await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -210,12 +225,29 @@ pub enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
-    /// Import users from a JSON directory file (the format of `demo/directory.json`).
+    /// Import users from a CSV file (a header row naming the columns) or a JSON directory file
+    /// (the format of `demo/directory.json`): all rows or none.
     Import {
         #[command(flatten)]
         server: ServerArgs,
-        /// The file.
+        /// The file; `.csv` or `.json` tells its format.
         file: PathBuf,
+        /// The file's format, whatever its extension.
+        #[arg(long, value_enum)]
+        format: Option<crate::users_file::Format>,
+        /// Update the users whose login exists (the fields the file gives) instead of
+        /// refusing the file.
+        #[arg(long)]
+        update: bool,
+    },
+    /// Change a user's names, country, groups, attributes, or whether they may sign in.
+    Set(crate::admin_cli::SetArgs),
+    /// Show a user as JSON, without secrets.
+    Show {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The user's login.
+        login: String,
     },
 }
 
@@ -223,6 +255,9 @@ pub enum UserCommand {
 pub async fn user(command: &UserCommand) -> anyhow::Result<ExitCode> {
     match command {
         UserCommand::Create { server, id, login, given_name, family_name, groups, country, password_stdin } => {
+            if let Some(country) = country {
+                crate::users_file::check_country(country).map_err(anyhow::Error::msg)?;
+            }
             let (_, store) = open(server).await?;
             let password_hash = if *password_stdin {
                 let mut password = String::new();
@@ -249,29 +284,11 @@ pub async fn user(command: &UserCommand) -> anyhow::Result<ExitCode> {
             store.create_user(&account, now()).await.with_context(|| format!("cannot create `{login}`"))?;
             println!("created {id} ({login})");
         }
-        UserCommand::Import { server, file } => {
-            let (_, store) = open(server).await?;
-            let users = crate::directory_file::load(file)?;
-            let count = users.len();
-            for u in users {
-                let account = Account {
-                    id: u.id,
-                    login: u.login,
-                    given_name: u.given_name,
-                    family_name: u.family_name,
-                    enabled: u.enabled,
-                    last_sign_in: u.last_sign_in.and_then(|t| i64::try_from(t).ok()),
-                    country: u.country,
-                    privileged: u.privileged,
-                    groups: u.groups,
-                    attributes: u.attributes.into_iter().collect(),
-                    ..Account::default()
-                };
-                let login = account.login.clone();
-                store.create_user(&account, now()).await.with_context(|| format!("cannot import `{login}`"))?;
-            }
-            println!("imported {count} user(s)");
+        UserCommand::Import { server, file, format, update } => {
+            return crate::admin_cli::import(server, file, *format, *update).await;
         }
+        UserCommand::Set(args) => return crate::admin_cli::set(args).await,
+        UserCommand::Show { server, login } => return crate::admin_cli::show(server, login).await,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -228,7 +228,7 @@ async fn a_configured_server_recovers_reloads_and_logs_nothing_secret() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_interrupt_lets_the_request_in_flight_finish() {
+async fn a_stop_signal_lets_the_request_in_flight_finish() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = dir.path().join("regain-server.toml");
@@ -256,7 +256,7 @@ async fn an_interrupt_lets_the_request_in_flight_finish() {
     );
     socket.write_all(head.as_bytes()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let interrupted = Command::new("kill").args(["-INT", &server.0.id().to_string()]).status().unwrap();
+    let interrupted = Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap();
     assert!(interrupted.success());
     tokio::time::sleep(Duration::from_millis(300)).await;
     socket.write_all(rest.as_bytes()).await.unwrap();

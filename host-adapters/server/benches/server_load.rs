@@ -1,0 +1,1021 @@
+//! Load test of the reference server: complete recoveries over loopback HTTP against the
+//! `regain serve` binary of this build, driven the way a browser and a wallet drive them:
+//! start, the wallet's `direct_post`, the response code back in the browser, the selfie and
+//! the pass page, then the pass sign-in (`POST /authorize`, `method=tap`) that answers the
+//! register page. The IDV side runs in this process: its status list and a face comparison
+//! double. Users are seeded in the database beforehand, one per recovery.
+//!
+//! It measures the server's CPU time per recovery on SQLite and on PostgreSQL (utime + stime
+//! from `/proc/PID/stat`, after a warm-up) and where it goes step by step, then the
+//! throughput of one process and of two processes sharing one PostgreSQL database. Every
+//! recovery is checked (pass shown, sign-in answered the register page); any failure fails
+//! the run. The report goes to `docs/benchmarks-server.md`.
+//!
+//! `cargo bench -p regain-server --bench server_load` (about three minutes; needs
+//! `REGAIN_TEST_POSTGRES_URL`, which `bash scripts/postgres start` prints).
+//! `REGAIN_BENCH_QUICK=1` runs a short pass that checks the same things and writes no report.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::print_stderr,
+    reason = "a load tool that cannot set up stops with the reason"
+)]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use axum::routing::{get, post};
+use base64::Engine as _;
+use regain_dev_idv::keys::SigningKey;
+use regain_dev_idv::sdjwt::Issued;
+use regain_server::store::{Store, now};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use support::recovery::{RP, VCT, credential_listed_at, element, member, wallet_answer};
+
+/// Every seeded user carries this name, so the load generator issues one credential; the
+/// server verifies it in full on every recovery.
+const GIVEN: &str = "Ana";
+const FAMILY: &str = "Silva";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuIojdkuwOQ";
+/// The steps of one recovery, as the browser and the wallet see them.
+const STEPS: [&str; 5] = [
+    "start (`POST /recover/start`)",
+    "wallet `direct_post` (`POST /recover/response`)",
+    "response code (`GET /recover/continue`)",
+    "selfie, pass issued (`POST /recover/selfie`)",
+    "pass sign-in (`POST /authorize`, `method=tap`)",
+];
+
+struct Settings {
+    quick: bool,
+    warmup: usize,
+    sequential: usize,
+    clients: usize,
+    duration: Duration,
+}
+
+impl Settings {
+    fn from_env() -> Self {
+        let quick = std::env::var("REGAIN_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        if quick {
+            Self { quick, warmup: 5, sequential: 20, clients: 4, duration: Duration::from_secs(3) }
+        } else {
+            Self { quick, warmup: 50, sequential: 500, clients: 8, duration: Duration::from_secs(30) }
+        }
+    }
+}
+
+// ---- CPU accounting from /proc ------------------------------------------------------------
+
+/// Clock ticks per second of the times in `/proc/PID/stat` (`getconf CLK_TCK`, 100 on Linux).
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|t| *t > 0.0)
+        .unwrap_or(100.0)
+}
+
+/// utime + stime of a process: all its threads, including those that have ended, in ticks.
+fn process_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces; fields count from the state.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// CPU time of a process's live threads in nanoseconds (`/proc/PID/task/*/schedstat`):
+/// precise enough to split one recovery into its steps, where ticks are too coarse.
+fn threads_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// The whole machine's CPU time from `/proc/stat`, in ticks: (busy, steal, total).
+fn machine_ticks() -> (u64, u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else { return (0, 0, 0) };
+    let v: Vec<u64> = line.split_whitespace().skip(1).take(8).filter_map(|f| f.parse().ok()).collect();
+    if v.len() < 8 {
+        return (0, 0, 0);
+    }
+    // user nice system idle iowait irq softirq steal
+    let busy = v[0] + v[1] + v[2] + v[5] + v[6];
+    (busy, v[7], v.iter().sum())
+}
+
+/// The PostgreSQL processes serving the bench database, and the server's own background
+/// processes (WAL writer, checkpointer...), found through `pg_stat_activity`.
+struct PostgresProbe {
+    admin: sqlx::AnyPool,
+}
+
+impl PostgresProbe {
+    async fn ticks(&self) -> HashMap<u32, u64> {
+        let pids: Vec<i64> = sqlx::query_scalar(
+            "SELECT CAST(pid AS BIGINT) FROM pg_stat_activity WHERE datname = current_database() OR datname IS NULL",
+        )
+        .fetch_all(&self.admin)
+        .await
+        .unwrap_or_default();
+        pids.into_iter().filter_map(|p| u32::try_from(p).ok()).filter_map(|p| Some((p, process_ticks(p)?))).collect()
+    }
+}
+
+/// CPU ticks between two snapshots of a set of processes; processes that started in between
+/// count from zero, those that ended in between are lost (connections are pooled and live on).
+fn ticks_between(before: &HashMap<u32, u64>, after: &HashMap<u32, u64>) -> u64 {
+    after.iter().map(|(pid, t)| t.saturating_sub(before.get(pid).copied().unwrap_or(0))).sum()
+}
+
+/// A snapshot of every CPU figure a phase reports.
+struct Snapshot {
+    at: Instant,
+    servers: u64,
+    generator: u64,
+    postgres: Option<HashMap<u32, u64>>,
+    machine: (u64, u64, u64),
+}
+
+async fn snapshot(servers: &[u32], postgres: Option<&PostgresProbe>) -> Snapshot {
+    let postgres = match postgres {
+        Some(p) => Some(p.ticks().await),
+        None => None,
+    };
+    Snapshot {
+        at: Instant::now(),
+        servers: servers.iter().filter_map(|p| process_ticks(*p)).sum(),
+        generator: process_ticks(std::process::id()).unwrap_or(0),
+        postgres,
+        machine: machine_ticks(),
+    }
+}
+
+/// CPU spent between two snapshots, in seconds.
+struct Spent {
+    wall: f64,
+    servers: f64,
+    generator: f64,
+    postgres: Option<f64>,
+    /// Share of the machine's CPU time that was busy, and stolen by the hypervisor.
+    busy: f64,
+    steal: f64,
+}
+
+fn spent(a: &Snapshot, b: &Snapshot, hz: f64) -> Spent {
+    let total = b.machine.2.saturating_sub(a.machine.2).max(1) as f64;
+    Spent {
+        wall: b.at.duration_since(a.at).as_secs_f64(),
+        servers: b.servers.saturating_sub(a.servers) as f64 / hz,
+        generator: b.generator.saturating_sub(a.generator) as f64 / hz,
+        postgres: match (&a.postgres, &b.postgres) {
+            (Some(x), Some(y)) if !y.is_empty() => Some(ticks_between(x, y) as f64 / hz),
+            _ => None,
+        },
+        busy: b.machine.0.saturating_sub(a.machine.0) as f64 / total,
+        steal: b.machine.1.saturating_sub(a.machine.1) as f64 / total,
+    }
+}
+
+// ---- the IDV side, the server processes, the database -------------------------------------
+
+/// The IDV side the server reaches over HTTP: its status list and, as a TEST DOUBLE (no face
+/// comparison service exists on this machine), a comparison service that scores selfies
+/// reading `face:<score>`.
+async fn idv_services() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let uri = format!("{base}/status/1");
+    let list = regain_dev_idv::status::token(
+        &SigningKey::p256(1),
+        Some("k1"),
+        &uri,
+        &[0, 0, 1, 0],
+        1,
+        u64::try_from(now()).unwrap() - 60,
+        None,
+    );
+    let router = axum::Router::new()
+        .route("/status/1", get(move || async move { ([("content-type", "application/statuslist+jwt")], list) }))
+        .route(
+            "/compare",
+            post(|axum::Json(body): axum::Json<Value>| async move {
+                let score = body["selfie"]
+                    .as_str()
+                    .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+                    .and_then(|s| String::from_utf8(s).ok())
+                    .and_then(|s| s.strip_prefix("face:").and_then(|n| n.parse::<u8>().ok()))
+                    .unwrap_or(0);
+                axum::Json(serde_json::json!({ "score": score, "live": true }))
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    base
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Writes one server configuration per listening port (all under the issuer on
+/// `issuer_port`, as behind a load balancer), the deployment, the shipped policies and the
+/// IDV's key file.
+fn write_files(dir: &Path, idv: &str, issuer_port: u16, ports: &[u16]) -> Vec<PathBuf> {
+    let issuer = format!("http://127.0.0.1:{issuer_port}");
+    std::fs::write(
+        dir.join("regain.toml"),
+        format!(
+            "mode = \"production\"\nscope_group = \"recovery\"\n\n[verifier]\nresponse_uri = \"{issuer}/recover/response\"\n\n\
+             [[idv]]\nid = \"dev-idv\"\nissuer = \"https://idv.example\"\nvct = [\"{VCT}\"]\ncountries = [\"*\"]\n\
+             jwks_file = \"idv-jwks.json\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("idv-jwks.json"), SigningKey::p256(1).jwks(Some("k1")).to_string()).unwrap();
+    let policies = dir.join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "cedar") {
+            std::fs::copy(&path, policies.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    // The default rate limits stay: every simulated browser has its own loopback address
+    // and every recovery its own user, so none of them binds.
+    ports
+        .iter()
+        .map(|port| {
+            let config = dir.join(format!("regain-server-{port}.toml"));
+            std::fs::write(
+                &config,
+                format!(
+                    "issuer = \"{issuer}\"\nlisten = \"127.0.0.1:{port}\"\n\n\
+                     [[client]]\nclient_id = \"rp\"\nredirect_uris = [\"{RP}\"]\n\n\
+                     [recovery]\ndeployment = \"regain.toml\"\npolicies = \"policies\"\nface_service = \"{idv}/compare\"\n"
+                ),
+            )
+            .unwrap();
+            config
+        })
+        .collect()
+}
+
+/// A `regain serve` process, killed on drop.
+struct Server {
+    child: Child,
+    /// Where it listens.
+    base: String,
+    /// The issuer (the first process's address when several share one name).
+    issuer: String,
+}
+
+impl Server {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the servers of `configs` on `database` and waits until each answers `/healthz`.
+async fn serve(dir: &Path, configs: &[PathBuf], ports: &[u16], database: &str) -> Vec<Server> {
+    let issuer = format!("http://127.0.0.1:{}", ports[0]);
+    let mut servers = Vec::new();
+    for (config, port) in configs.iter().zip(ports) {
+        let log = std::fs::File::create(dir.join(format!("server-{port}.log"))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_regain"))
+            .args(["serve", "--server-config", config.to_str().unwrap()])
+            .env("DATABASE_URL", database)
+            .env("REGAIN_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        servers.push(Server { child, base: format!("http://127.0.0.1:{port}"), issuer: issuer.clone() });
+    }
+    for server in &mut servers {
+        let mut up = false;
+        for _ in 0..1200 {
+            if let Ok(r) = reqwest::get(format!("{}/healthz", server.base)).await
+                && r.status().is_success()
+            {
+                up = true;
+                break;
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("the server on {} exited ({status}); its log is in {}", server.base, dir.display());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(up, "the server on {} never became healthy", server.base);
+    }
+    servers
+}
+
+/// Seeds `count` users in the recovery scope, all named `GIVEN FAMILY`; answers their logins.
+async fn seed(store: &Store, prefix: &str, count: usize) -> Vec<String> {
+    let logins: Vec<String> = (0..count).map(|i| format!("{prefix}-{i}@bench.example")).collect();
+    let workers = 8;
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..workers {
+        let store = store.clone();
+        let prefix = prefix.to_owned();
+        tasks.spawn(async move {
+            for i in (w..count).step_by(workers) {
+                let user = member(&format!("{prefix}-{i}"), &format!("{prefix}-{i}@bench.example"), GIVEN, FAMILY);
+                store.create_user(&user, now()).await.unwrap();
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    logins
+}
+
+// ---- one recovery ---------------------------------------------------------------------------
+
+/// What every recovery shares: the wallet's HTTP client, the credential, the next address.
+struct Load {
+    wallet: reqwest::Client,
+    issued: Issued,
+    next_address: AtomicU32,
+}
+
+impl Load {
+    /// A new browser: its own cookies and its own loopback address (127.x.y.z), as distinct
+    /// users arrive from distinct addresses; per-address limits then count per browser.
+    fn browser(&self) -> Result<reqwest::Client, String> {
+        let n = self.next_address.fetch_add(1, Ordering::Relaxed);
+        let octet = |v: u32| u8::try_from(v % 250 + 1).unwrap_or(1);
+        let address = Ipv4Addr::new(127, octet(n / 62_500), octet(n / 250), octet(n));
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .cookie_store(true)
+            .local_address(IpAddr::V4(address))
+            .build()
+            .map_err(|e| format!("browser: {e}"))
+    }
+}
+
+fn auth_form() -> Vec<(&'static str, String)> {
+    vec![
+        ("client_id", "rp".into()),
+        ("redirect_uri", RP.into()),
+        ("response_type", "code".into()),
+        ("scope", "openid".into()),
+        ("state", "s1".into()),
+        ("nonce", "n1".into()),
+        ("code_challenge", CHALLENGE.into()),
+        ("code_challenge_method", "S256".into()),
+    ]
+}
+
+/// Per step: wall time, and the server's CPU time in nanoseconds when probed.
+type Steps = Vec<(Duration, u64)>;
+
+/// Times the steps of one recovery; reads the server's thread CPU when `pid` is given.
+struct StepClock {
+    pid: Option<u32>,
+    at: Instant,
+    cpu: u64,
+    steps: Steps,
+}
+
+impl StepClock {
+    fn new(pid: Option<u32>) -> Self {
+        Self { pid, at: Instant::now(), cpu: pid.map_or(0, threads_ns), steps: Vec::new() }
+    }
+
+    fn lap(&mut self) {
+        let cpu = self.pid.map_or(0, threads_ns);
+        let at = Instant::now();
+        self.steps.push((at - self.at, cpu.saturating_sub(self.cpu)));
+        (self.at, self.cpu) = (at, cpu);
+    }
+}
+
+async fn send(request: reqwest::RequestBuilder, step: &str) -> Result<(reqwest::StatusCode, String), String> {
+    let response = request.send().await.map_err(|e| format!("{step}: {e}"))?;
+    let status = response.status();
+    let body = response.text().await.map_err(|e| format!("{step}: {e}"))?;
+    Ok((status, body))
+}
+
+/// One complete recovery of `login` on `server`; answers the steps' timings, or what went wrong.
+async fn recover(load: &Load, server: &Target, login: &str, probe: bool) -> Result<Steps, String> {
+    let base = &server.base;
+    let browser = load.browser()?;
+    let mut clock = StepClock::new(probe.then_some(server.pid));
+
+    let mut form = auth_form();
+    form.extend([("login", login.to_owned()), ("device", "same".to_owned())]);
+    let (status, page) = send(browser.post(format!("{base}/recover/start")).form(&form), "start").await?;
+    let request = element(&page, "wallet-link").filter(|_| status == 200).ok_or_else(|| format!("start: {status}"))?;
+    clock.lap();
+
+    let body = wallet_answer(&request, &load.issued);
+    let (status, answer) = send(
+        load.wallet
+            .post(format!("{base}/recover/response"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body),
+        "wallet",
+    )
+    .await?;
+    let answer: Value = serde_json::from_str(&answer).unwrap_or(Value::Null);
+    let back = answer["redirect_uri"]
+        .as_str()
+        .filter(|_| status == 200)
+        .ok_or_else(|| format!("wallet: {status} {answer}"))?;
+    // The answer names the public issuer; this browser stays on its own process.
+    let back = back.strip_prefix(&server.issuer).map_or_else(|| back.to_owned(), |path| format!("{base}{path}"));
+    clock.lap();
+
+    let (status, page) = send(browser.get(back), "response code").await?;
+    if status != 200 || !page.contains("selfie-form") {
+        return Err(format!("response code: {status}, no selfie form"));
+    }
+    clock.lap();
+
+    let selfie = format!("data:image/jpeg;base64,{}", base64::engine::general_purpose::STANDARD.encode("face:93"));
+    let (status, page) =
+        send(browser.post(format!("{base}/recover/selfie")).form(&[("selfie", selfie)]), "selfie").await?;
+    let pass =
+        element(&page, "tap").filter(|_| status == 200).ok_or_else(|| format!("selfie: {status}, no pass shown"))?;
+    clock.lap();
+
+    let mut form = auth_form();
+    form.extend([("method", "tap".to_owned()), ("login", login.to_owned()), ("tap", pass)]);
+    let (status, page) = send(browser.post(format!("{base}/authorize")).form(&form), "sign-in").await?;
+    if status != 200 || !page.contains("Register a new sign-in method") {
+        return Err(format!("pass sign-in: {status}, no register page"));
+    }
+    clock.lap();
+    Ok(clock.steps)
+}
+
+/// Where a simulated user goes.
+#[derive(Clone)]
+struct Target {
+    base: String,
+    issuer: String,
+    pid: u32,
+}
+
+fn targets(servers: &[Server]) -> Vec<Target> {
+    servers.iter().map(|s| Target { base: s.base.clone(), issuer: s.issuer.clone(), pid: s.pid() }).collect()
+}
+
+// ---- the phases ---------------------------------------------------------------------------
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let at = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[at.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// N recoveries one after another on one process, after a warm-up.
+struct Sequential {
+    database: &'static str,
+    recoveries: usize,
+    spent: Spent,
+    p50: Duration,
+    p95: Duration,
+    /// Per step: mean wall time, mean server CPU (threads' schedstat).
+    steps: Vec<(Duration, Duration)>,
+}
+
+async fn sequential(
+    database: &'static str,
+    load: &Load,
+    server: &Target,
+    logins: &[String],
+    warmup: usize,
+    postgres: Option<&PostgresProbe>,
+    hz: f64,
+) -> Result<Sequential, String> {
+    let (warm, measured) = logins.split_at(warmup);
+    for login in warm {
+        recover(load, server, login, false).await.map_err(|e| format!("{database} warm-up: {e}"))?;
+    }
+    let before = snapshot(&[server.pid], postgres).await;
+    let mut walls = Vec::new();
+    let mut sums = vec![(Duration::ZERO, 0u64); STEPS.len()];
+    let mut failures = Vec::new();
+    for login in measured {
+        let at = Instant::now();
+        match recover(load, server, login, true).await {
+            Ok(steps) => {
+                walls.push(at.elapsed());
+                for (sum, (wall, cpu)) in sums.iter_mut().zip(steps) {
+                    sum.0 += wall;
+                    sum.1 += cpu;
+                }
+            }
+            Err(e) => failures.push(e),
+        }
+    }
+    let after = snapshot(&[server.pid], postgres).await;
+    if let Some(first) = failures.first() {
+        return Err(format!("{database}: {} of {} recoveries failed; first: {first}", failures.len(), measured.len()));
+    }
+    walls.sort();
+    let n = u32::try_from(walls.len().max(1)).unwrap_or(u32::MAX);
+    Ok(Sequential {
+        database,
+        recoveries: walls.len(),
+        spent: spent(&before, &after, hz),
+        p50: percentile(&walls, 0.5),
+        p95: percentile(&walls, 0.95),
+        steps: sums.into_iter().map(|(wall, cpu)| (wall / n, Duration::from_nanos(cpu) / n)).collect(),
+    })
+}
+
+/// C clients for a fixed time against one or more processes (client k on process k mod n).
+struct Throughput {
+    processes: usize,
+    clients: usize,
+    recoveries: usize,
+    ran_out: bool,
+    spent: Spent,
+    p50: Duration,
+    p95: Duration,
+}
+
+async fn throughput(
+    load: &Arc<Load>,
+    servers: &[Target],
+    logins: Vec<String>,
+    clients: usize,
+    duration: Duration,
+    postgres: &PostgresProbe,
+    hz: f64,
+) -> Result<Throughput, String> {
+    let logins = Arc::new(logins);
+    let next = Arc::new(AtomicUsize::new(0));
+    // Warm-up: two recoveries per client, not counted.
+    let run = |until: Option<Instant>, rounds: usize| {
+        let mut tasks = tokio::task::JoinSet::new();
+        for k in 0..clients {
+            let (load, logins, next) = (load.clone(), logins.clone(), next.clone());
+            let server = servers[k % servers.len()].clone();
+            tasks.spawn(async move {
+                let (mut walls, mut failures, mut ran_out) = (Vec::new(), Vec::new(), false);
+                for round in 0.. {
+                    if until.map_or(round >= rounds, |t| Instant::now() >= t) {
+                        break;
+                    }
+                    let Some(login) = logins.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                        ran_out = true;
+                        break;
+                    };
+                    let at = Instant::now();
+                    match recover(&load, &server, login, false).await {
+                        Ok(_) => walls.push(at.elapsed()),
+                        Err(e) => failures.push(e),
+                    }
+                }
+                (walls, failures, ran_out)
+            });
+        }
+        tasks
+    };
+    let mut warm = run(None, 2);
+    while let Some(done) = warm.join_next().await {
+        let (_, failures, _) = done.map_err(|e| e.to_string())?;
+        if let Some(first) = failures.first() {
+            return Err(format!("throughput warm-up: {first}"));
+        }
+    }
+    let pids: Vec<u32> = servers.iter().map(|s| s.pid).collect();
+    let before = snapshot(&pids, Some(postgres)).await;
+    let mut tasks = run(Some(Instant::now() + duration), 0);
+    let (mut walls, mut failures, mut ran_out) = (Vec::new(), Vec::new(), false);
+    while let Some(done) = tasks.join_next().await {
+        let (w, f, r) = done.map_err(|e| e.to_string())?;
+        walls.extend(w);
+        failures.extend(f);
+        ran_out |= r;
+    }
+    let after = snapshot(&pids, Some(postgres)).await;
+    if let Some(first) = failures.first() {
+        return Err(format!(
+            "{} process(es): {} of {} recoveries failed; first: {first}",
+            servers.len(),
+            failures.len(),
+            failures.len() + walls.len()
+        ));
+    }
+    walls.sort();
+    Ok(Throughput {
+        processes: servers.len(),
+        clients,
+        recoveries: walls.len(),
+        ran_out,
+        spent: spent(&before, &after, hz),
+        p50: percentile(&walls, 0.5),
+        p95: percentile(&walls, 0.95),
+    })
+}
+
+/// A fresh database on the PostgreSQL server, with a connection for the CPU probe.
+async fn fresh_postgres() -> (String, PostgresProbe) {
+    let url = support::fresh_postgres_url().await;
+    let admin = sqlx::any::AnyPoolOptions::new().max_connections(1).connect(&url).await.unwrap();
+    (url, PostgresProbe { admin })
+}
+
+// ---- the report -----------------------------------------------------------------------------
+
+struct Results {
+    settings: Settings,
+    hz: f64,
+    sqlite: Sequential,
+    postgres: Sequential,
+    one: Throughput,
+    two: Throughput,
+}
+
+impl Throughput {
+    fn rate(&self) -> f64 {
+        self.recoveries as f64 / self.spent.wall.max(f64::EPSILON)
+    }
+    fn per(&self, seconds: f64) -> f64 {
+        seconds * 1000.0 / self.recoveries.max(1) as f64
+    }
+}
+
+impl Sequential {
+    fn per(&self, seconds: f64) -> f64 {
+        seconds * 1000.0 / self.recoveries.max(1) as f64
+    }
+}
+
+/// Today's date (UTC), from the system clock.
+fn today() -> String {
+    let days = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() / 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = i64::try_from(days).unwrap_or(0) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|(_, m)| m.trim().to_owned()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:")?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+        .map_or_else(String::new, |kb| format!(", {} GiB", (kb + (1 << 19)) >> 20));
+    let rust = Command::new("rustc")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|v| v.split_whitespace().nth(1).map(|v| format!(", Rust {v}")))
+        .unwrap_or_default();
+    format!("{cpus} vCPU virtual machine ({model}){memory}, Linux{rust}, release profile")
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or_else(|| "n/a".into(), |v| format!("{v:.2} ms"))
+}
+
+fn report(r: &Results) -> String {
+    let (lite, pg, one, two) = (&r.sqlite, &r.postgres, &r.one, &r.two);
+    let lite_ms = lite.per(lite.spent.servers);
+    let pg_ms = pg.per(pg.spent.servers);
+    let ratio = two.rate() / one.rate().max(f64::EPSILON);
+    let verdict = |ok: bool| if ok { "met" } else { "not met" };
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(w, "# Benchmarks: the reference server under load\n");
+    let _ = writeln!(
+        w,
+        "Reproduce with `cargo bench -p regain-server --bench server_load` (about three minutes; it needs \
+         `REGAIN_TEST_POSTGRES_URL`, which `bash scripts/postgres start` prints); `REGAIN_BENCH_QUICK=1` runs \
+         a short smoke pass without writing this file. Figures of {}: {}; PostgreSQL on the same machine; the \
+         load generator in the same machine too. Back to [the other benchmarks](benchmarks.md).\n",
+        today(),
+        machine()
+    );
+    let _ = writeln!(w, "## What is measured\n");
+    let _ = writeln!(
+        w,
+        "A complete recovery over loopback HTTP against the `regain serve` binary, as a browser and a wallet \
+         drive it: {steps}. The server runs the plugin component (warm instances, the host's default), the \
+         shipped policies, the IDV's key file, and fetches the status list and the face comparison over HTTP \
+         from the load generator, which serves them (the face service is a test double that answers at once). \
+         Each recovery uses its own seeded user and each simulated browser its own loopback address \
+         (127.x.y.z), so the default rate limits stay on and never refuse the load. A recovery counts only \
+         if the pass was shown and the pass sign-in answered the register page; a single failure fails the run.\n",
+        steps = STEPS.join(" → ")
+    );
+    let _ = writeln!(
+        w,
+        "CPU time is utime + stime of the process from `/proc/PID/stat` (all threads, {hz:.0} ticks per \
+         second), read before and after the measured recoveries, after {warm} warm-up recoveries; PostgreSQL's \
+         share is the same sum over the backends of the bench database and the server's background processes \
+         (found in `pg_stat_activity`); the load generator's is the bench process's own (browser, wallet, \
+         status list, face double). The per-step split reads the server's threads' `schedstat` (nanoseconds) \
+         around each step. Server logs at the default level (`info`: one line per request), to a file.\n",
+        hz = r.hz,
+        warm = r.settings.warmup
+    );
+    let _ = writeln!(w, "## Server CPU time per complete recovery\n");
+    let _ = writeln!(
+        w,
+        "| database | recoveries | server CPU | PostgreSQL CPU | load generator CPU | latency p50 / p95 | goal |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|");
+    for s in [lite, pg] {
+        let server = s.per(s.spent.servers);
+        let _ = writeln!(
+            w,
+            "| {} | {} sequential | **{server:.2} ms** | {} | {:.2} ms | {:.1} / {:.1} ms | ≤ 2 ms: {} |",
+            s.database,
+            s.recoveries,
+            if s.database == "SQLite" { "(in the server)".to_owned() } else { opt(s.spent.postgres.map(|p| s.per(p))) },
+            s.per(s.spent.generator),
+            ms(s.p50),
+            ms(s.p95),
+            verdict(server <= 2.0)
+        );
+    }
+    let _ = writeln!(
+        w,
+        "\nFor scale: Keycloak's sizing guide (\"Concepts for sizing CPU and memory resources\") allots one vCPU \
+         per 15 password-based logins per second, about 67 ms of CPU per login, most of it hashing the \
+         password. One recovery here costs the server {lite_ms:.1} ms on SQLite and {pg_ms:.1} ms on \
+         PostgreSQL: {:.0}× and {:.0}× less than that login.\n",
+        66.7 / lite_ms.max(f64::EPSILON),
+        66.7 / pg_ms.max(f64::EPSILON)
+    );
+    let _ = writeln!(w, "### Where the server's time goes, step by step\n");
+    let _ = writeln!(
+        w,
+        "Mean per recovery over the sequential runs; wall time as the client sees it (includes the wallet's signing for the `direct_post` step), CPU of the server's threads.\n"
+    );
+    let _ = writeln!(w, "| step | SQLite wall | SQLite server CPU | PostgreSQL wall | PostgreSQL server CPU |");
+    let _ = writeln!(w, "|---|---|---|---|---|");
+    for (i, name) in STEPS.iter().enumerate() {
+        let (lw, lc) = lite.steps[i];
+        let (pw, pc) = pg.steps[i];
+        let _ = writeln!(w, "| {name} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms |", ms(lw), ms(lc), ms(pw), ms(pc));
+    }
+    let total = |s: &Sequential| s.steps.iter().map(|(_, c)| ms(*c)).sum::<f64>();
+    let _ = writeln!(w, "| sum | | {:.2} ms | | {:.2} ms |\n", total(lite), total(pg));
+    let _ = writeln!(w, "## Throughput: one process and two processes on one PostgreSQL\n");
+    let _ = writeln!(
+        w,
+        "{} concurrent clients for {} s (clients alternate between the processes), each running complete \
+         recoveries back to back; a fresh database for each run. Latency is the whole recovery as the client \
+         sees it, including the wallet's and the browser's own work.\n",
+        one.clients,
+        r.settings.duration.as_secs()
+    );
+    let _ = writeln!(
+        w,
+        "| processes | recoveries | recoveries/s | latency p50 / p95 | server CPU / recovery | PostgreSQL CPU / recovery | generator CPU / recovery | machine busy (steal) |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|");
+    for t in [one, two] {
+        let _ = writeln!(
+            w,
+            "| {} | {}{} | **{:.1}** | {:.1} / {:.1} ms | {:.2} ms | {} | {:.2} ms | {:.0} % ({:.0} %) |",
+            t.processes,
+            t.recoveries,
+            if t.ran_out { " (ran out of seeded users)" } else { "" },
+            t.rate(),
+            ms(t.p50),
+            ms(t.p95),
+            t.per(t.spent.servers),
+            opt(t.spent.postgres.map(|p| t.per(p))),
+            t.per(t.spent.generator),
+            t.spent.busy * 100.0,
+            t.spent.steal * 100.0
+        );
+    }
+    let share = |t: &Throughput, s: f64| s / t.spent.wall.max(f64::EPSILON);
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get) as f64;
+    let _ = writeln!(
+        w,
+        "\nMeasured ratio, two processes to one: **{ratio:.2}×** (goal ≥ 1.7×: {}).\n",
+        verdict(ratio >= 1.7)
+    );
+    let _ = writeln!(
+        w,
+        "What limits the ratio here: the machine has {cores:.0} vCPUs and one process already uses all of them \
+         (its async runtime runs a worker per core), while the load generator and PostgreSQL need the same \
+         cores. With two processes the machine was {:.0} % busy; per second of the run the servers used \
+         {:.2} CPU-seconds, PostgreSQL {}, the load generator {:.2}. A second process adds no CPU the first \
+         could not already use, so the ratio measures contention, not scaling.\n",
+        two.spent.busy * 100.0,
+        share(two, two.spent.servers),
+        two.spent.postgres.map_or_else(|| "n/a".into(), |p| format!("{:.2}", share(two, p))),
+        share(two, two.spent.generator)
+    );
+    let one_ms = one.per(one.spent.servers);
+    let two_ms = two.per(two.spent.servers);
+    let _ = writeln!(
+        w,
+        "CPU-based capacity: one server process handles **{:.0} recoveries per CPU-second** under load ({one_ms:.2} ms \
+         each), two processes {:.0} per CPU-second together ({two_ms:.2} ms each): sharing the database costs a \
+         process {}. Processes share nothing but the database (flows, nonces, response codes, passes and \
+         counters are rows), so on machines of their own the processes add capacity until PostgreSQL \
+         saturates; here PostgreSQL spent {} per recovery, about {} recoveries per PostgreSQL core-second.\n",
+        1000.0 / one_ms.max(f64::EPSILON),
+        1000.0 / two_ms.max(f64::EPSILON),
+        if two_ms <= one_ms * 1.1 {
+            "no measurable CPU per recovery".to_owned()
+        } else {
+            format!("{:.0} % more CPU per recovery", (two_ms / one_ms - 1.0) * 100.0)
+        },
+        opt(two.spent.postgres.map(|p| two.per(p))),
+        two.spent.postgres.map_or_else(|| "n/a".into(), |p| format!("{:.0}", 1000.0 / two.per(p).max(f64::EPSILON)))
+    );
+    out
+}
+
+fn summary(r: &Results) -> String {
+    let mut out = String::new();
+    for s in [&r.sqlite, &r.postgres] {
+        let _ = writeln!(
+            out,
+            "{:<10} sequential {:>4}: server CPU {:.2} ms/recovery, PostgreSQL {}, generator {:.2} ms, p50 {:.1} ms, p95 {:.1} ms",
+            s.database,
+            s.recoveries,
+            s.per(s.spent.servers),
+            opt(s.spent.postgres.map(|p| s.per(p))),
+            s.per(s.spent.generator),
+            ms(s.p50),
+            ms(s.p95)
+        );
+        for (name, (wall, cpu)) in STEPS.iter().zip(&s.steps) {
+            let _ = writeln!(out, "    {name:<50} wall {:>6.2} ms  server CPU {:>5.2} ms", ms(*wall), ms(*cpu));
+        }
+    }
+    for t in [&r.one, &r.two] {
+        let _ = writeln!(
+            out,
+            "PostgreSQL {} process(es), {} clients: {} recoveries{}, {:.1}/s, p50 {:.1} ms, p95 {:.1} ms, server CPU {:.2} ms, PostgreSQL {}, generator {:.2} ms, machine busy {:.0} % (steal {:.0} %)",
+            t.processes,
+            t.clients,
+            t.recoveries,
+            if t.ran_out { " (ran out of users)" } else { "" },
+            t.rate(),
+            ms(t.p50),
+            ms(t.p95),
+            t.per(t.spent.servers),
+            opt(t.spent.postgres.map(|p| t.per(p))),
+            t.per(t.spent.generator),
+            t.spent.busy * 100.0,
+            t.spent.steal * 100.0
+        );
+    }
+    let _ = writeln!(out, "two / one process: {:.2}x", r.two.rate() / r.one.rate().max(f64::EPSILON));
+    out
+}
+
+// ---- main -----------------------------------------------------------------------------------
+
+async fn run(settings: Settings) -> Result<Results, String> {
+    let hz = clock_ticks();
+    let idv = idv_services().await;
+    let load = Arc::new(Load {
+        wallet: reqwest::Client::new(),
+        issued: credential_listed_at(&format!("{idv}/status/1"), GIVEN, FAMILY, 0),
+        next_address: AtomicU32::new(0),
+    });
+    let per_run = settings.warmup + settings.sequential;
+
+    // SQLite, sequential.
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let port = free_port();
+    let configs = write_files(dir.path(), &idv, port, &[port]);
+    let database = format!("sqlite://{}", dir.path().join("regain.db").display());
+    let store = Store::open(&database).await.map_err(|e| e.to_string())?;
+    let logins = seed(&store, "lite", per_run).await;
+    drop(store);
+    let servers = serve(dir.path(), &configs, &[port], &database).await;
+    println!("SQLite: {per_run} recoveries one after another");
+    let sqlite = sequential("SQLite", &load, &targets(&servers)[0], &logins, settings.warmup, None, hz).await?;
+    drop(servers);
+
+    // PostgreSQL, sequential.
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let port = free_port();
+    let configs = write_files(dir.path(), &idv, port, &[port]);
+    let (database, probe) = fresh_postgres().await;
+    let store = Store::open(&database).await.map_err(|e| e.to_string())?;
+    let logins = seed(&store, "pg", per_run).await;
+    drop(store);
+    let servers = serve(dir.path(), &configs, &[port], &database).await;
+    println!("PostgreSQL: {per_run} recoveries one after another");
+    let postgres =
+        sequential("PostgreSQL", &load, &targets(&servers)[0], &logins, settings.warmup, Some(&probe), hz).await?;
+    drop(servers);
+
+    // Enough users for the fastest the machine could go: all its CPU spent on recoveries at
+    // the sequential cost, with a margin; a run that runs out says so.
+    let cost = postgres.per(postgres.spent.servers + postgres.spent.generator + postgres.spent.postgres.unwrap_or(0.0));
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get) as f64;
+    let ceiling = cores * 1000.0 / cost.max(0.5) * settings.duration.as_secs_f64() * 1.5;
+    let users = (ceiling as usize).max(100) + 2 * settings.clients;
+
+    let mut runs = Vec::new();
+    for processes in [1, 2] {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let ports: Vec<u16> = (0..processes).map(|_| free_port()).collect();
+        let configs = write_files(dir.path(), &idv, ports[0], &ports);
+        let (database, probe) = fresh_postgres().await;
+        let store = Store::open(&database).await.map_err(|e| e.to_string())?;
+        let logins = seed(&store, &format!("tp{processes}"), users).await;
+        drop(store);
+        let servers = serve(dir.path(), &configs, &ports, &database).await;
+        println!(
+            "PostgreSQL, {processes} process(es): {} clients for {} s ({users} users seeded)",
+            settings.clients,
+            settings.duration.as_secs()
+        );
+        runs.push(
+            throughput(&load, &targets(&servers), logins, settings.clients, settings.duration, &probe, hz).await?,
+        );
+        drop(servers);
+    }
+    let two = runs.pop().ok_or("no two-process run")?;
+    let one = runs.pop().ok_or("no one-process run")?;
+    Ok(Results { settings, hz, sqlite, postgres, one, two })
+}
+
+fn main() -> ExitCode {
+    // `cargo bench` passes `--bench`; this tool takes no arguments.
+    if std::env::var("REGAIN_TEST_POSTGRES_URL").is_err() {
+        eprintln!(
+            "REGAIN_TEST_POSTGRES_URL is not set: start PostgreSQL with `bash scripts/postgres start` and export the URL it prints"
+        );
+        return ExitCode::from(2);
+    }
+    let settings = Settings::from_env();
+    let quick = settings.quick;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    match runtime.block_on(run(settings)) {
+        Ok(results) => {
+            print!("{}", summary(&results));
+            if quick {
+                println!("quick run: the report is not written");
+            } else {
+                let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/benchmarks-server.md");
+                std::fs::write(&path, report(&results)).unwrap();
+                println!("report written to docs/benchmarks-server.md");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("server_load failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
