@@ -330,8 +330,8 @@ mod tests {
             helpdesk_ref: None,
         };
         let lines = table(&[event(Some("u-1"), "ok"), event(None, "bad\x1b[2J")]);
-        assert_eq!(lines[0], "TIME                  KIND             USER  REASON         HELPDESK REF  FLOW");
-        assert_eq!(lines[1], "2026-09-21T14:13:20Z  recovery-failed  u-1   ok             -             01234567");
+        assert_eq!(lines[0], "TIME                  KIND             USER  REASON        HELPDESK REF  FLOW");
+        assert_eq!(lines[1], "2026-09-21T14:13:20Z  recovery-failed  u-1   ok            -             01234567");
         assert_eq!(lines[2], "2026-09-21T14:13:20Z  recovery-failed  -     bad\\u{1b}[2J  -             01234567");
     }
 

@@ -14,6 +14,7 @@ mod passkey_routes;
 pub mod passkeys;
 pub mod provider;
 pub mod recovery;
+pub mod server;
 pub mod store;
 pub mod trust;
 pub mod webauthn;
