@@ -81,7 +81,7 @@ fn attribute(text: &str) -> Result<(String, String), String> {
         Some((name, value)) if !name.trim().is_empty() && !name.chars().any(char::is_control) => {
             Ok((name.trim().to_owned(), value.to_owned()))
         }
-        _ => Err(format!("`{}` is not NAME=VALUE", text.escape_default())),
+        _ => Err(format!("`{}` is not NAME=VALUE", text.escape_debug())),
     }
 }
 
@@ -245,7 +245,7 @@ pub struct AuditQueryArgs {
 
 fn kind(name: &str) -> Result<AuditKind, String> {
     parse_kind(name)
-        .ok_or_else(|| format!("unknown audit kind `{}` (one of: {})", name.escape_default(), kind_names().join(", ")))
+        .ok_or_else(|| format!("unknown audit kind `{}` (one of: {})", name.escape_debug(), kind_names().join(", ")))
 }
 
 /// `regain audit query`: matching events, oldest first, as a table or JSON lines.

@@ -116,7 +116,7 @@ fn records(text: &str) -> Result<Vec<Record>, (usize, String)> {
                         chars.next();
                         End::Record
                     }
-                    Some(c) => return Err((line, format!("`{}` after a closing quote", c.escape_default()))),
+                    Some(c) => return Err((line, format!("`{}` after a closing quote", c.escape_debug()))),
                 }
             } else {
                 loop {
@@ -181,8 +181,11 @@ fn csv_rows(name: &str, text: &str) -> anyhow::Result<Vec<(Place, ImportRow)>> {
     let at = |line: usize| Place { file: name.to_owned(), line };
     let mut columns = Vec::new();
     let mut seen = BTreeSet::new();
-    for raw in &header.fields {
+    for (index, raw) in header.fields.iter().enumerate() {
         let title = raw.trim();
+        if title.is_empty() {
+            bail!("{}: column {} has no name", at(header.line), index + 1);
+        }
         let column = if let Some(attribute) = title.strip_prefix("attr:") {
             let attribute = attribute.trim();
             if attribute.is_empty() || attribute.chars().any(char::is_control) {
@@ -195,7 +198,7 @@ fn csv_rows(name: &str, text: &str) -> anyhow::Result<Vec<(Place, ImportRow)>> {
             bail!(
                 "{}: unknown column `{}` (known: {}, and attr:NAME for other attributes)",
                 at(header.line),
-                raw.escape_default(),
+                raw.escape_debug(),
                 COLUMNS.join(", ")
             );
         };
@@ -291,7 +294,7 @@ fn boolean(column: &str, value: &str) -> Result<bool, String> {
     match value.to_ascii_lowercase().as_str() {
         "true" | "yes" | "1" => Ok(true),
         "false" | "no" | "0" => Ok(false),
-        _ => Err(format!("{column} must be true or false, not `{}`", value.escape_default())),
+        _ => Err(format!("{column} must be true or false, not `{}`", value.escape_debug())),
     }
 }
 
@@ -305,7 +308,7 @@ pub fn time(value: &str) -> Result<i64, String> {
     seconds.and_then(|s| i64::try_from(s).ok()).ok_or_else(|| {
         format!(
             "`{}` is neither seconds since the Unix epoch nor an RFC 3339 date-time (2026-01-31T09:00:00Z)",
-            value.escape_default()
+            value.escape_debug()
         )
     })
 }
@@ -391,7 +394,7 @@ fn check_account(a: &Account) -> Result<(), String> {
             return Err(format!("missing {what}"));
         }
         if value.chars().any(char::is_control) {
-            return Err(format!("the {what} `{}` has a control character", value.escape_default()));
+            return Err(format!("the {what} `{}` has a control character", value.escape_debug()));
         }
     }
     for (what, value) in [("given_name", &a.given_name), ("family_name", &a.family_name)] {
@@ -417,7 +420,7 @@ pub fn check_name(what: &str, value: &str) -> Result<(), String> {
         return Err(format!("{what} is empty"));
     }
     if value.chars().any(char::is_control) {
-        return Err(format!("{what} `{}` has a control character", value.escape_default()));
+        return Err(format!("{what} `{}` has a control character", value.escape_debug()));
     }
     Ok(())
 }
@@ -429,7 +432,7 @@ pub fn check_country(value: &str) -> Result<(), String> {
     } else {
         Err(format!(
             "country `{}` is not an ISO 3166-1 alpha-2 code (two capital letters, as `PT`)",
-            value.escape_default()
+            value.escape_debug()
         ))
     }
 }
@@ -441,7 +444,7 @@ pub fn check_group(value: &str) -> Result<(), String> {
         return Err("a group name is empty".into());
     }
     if value.contains(';') || value.chars().any(char::is_control) {
-        return Err(format!("group `{}` has a `;` or a control character", value.escape_default()));
+        return Err(format!("group `{}` has a `;` or a control character", value.escape_debug()));
     }
     Ok(())
 }
@@ -519,6 +522,8 @@ mod tests {
         let err = |text: &str| csv_rows("u.csv", text).unwrap_err().to_string();
         assert!(err("id,login,grups\n").starts_with("u.csv:1: unknown column `grups`"), "{}", err("id,login,grups\n"));
         assert_eq!(err("id\n"), "u.csv:1: no `login` column");
+        assert_eq!(err("id,login,\n"), "u.csv:1: column 3 has no name");
+        assert!(err("id,login,prénom\n").starts_with("u.csv:1: unknown column `prénom`"));
         assert_eq!(err("id,login,login\n"), "u.csv:1: column `login` appears twice");
         assert_eq!(err("id,login\nu-1,a\nu-2\n"), "u.csv:3: 1 field(s), but the header names 2 column(s)");
         assert_eq!(err("id,login\nu-1,\n"), "u.csv:2: missing login");
@@ -527,13 +532,20 @@ mod tests {
         assert!(err("id,login,last_sign_in\nu-1,a,yesterday\n").starts_with("u.csv:2: last_sign_in: `yesterday`"));
         assert_eq!(
             err(""),
-            "u.csv: the file is empty; the first row names the columns (id,login,given_name,family_name,country,groups,enabled,privileged,last_sign_in,email)"
+            "u.csv: the file is empty; the first row names the columns \
+             (id,login,given_name,family_name,country,groups,enabled,privileged,last_sign_in,email)"
         );
     }
 
     #[test]
     fn json_entries_know_their_lines_and_their_keys() {
-        let text = "[\n  {\"id\": \"u-1\", \"login\": \"a\", \"attributes\": {\"x\": \"{[\\\"\"}},\n  {\n    \"id\": \"u-2\", \"login\": \"b\", \"country\": \"ES\"\n  }\n]\n";
+        let text = r#"[
+  {"id": "u-1", "login": "a", "attributes": {"x": "{[\""}},
+  {
+    "id": "u-2", "login": "b", "country": "ES"
+  }
+]
+"#;
         let rows = json_rows("d.json", text).unwrap();
         assert_eq!(rows[0].0.line, 2);
         assert_eq!(rows[1].0.line, 3);

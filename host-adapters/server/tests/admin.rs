@@ -109,9 +109,12 @@ fn error(out: &Output) -> String {
 
 /// A CSV with a byte order mark, CRLF line ends, quoted commas, doubled quotes, a line break
 /// inside a field and diacritics.
-const USERS_CSV: &str = "\u{feff}id,login,given_name,family_name,country,groups,enabled,privileged,last_sign_in,email,attr:address\r\n\
-    u-1,ana@example.org,Ana,\"Silva, Costa\",PT,staff;recovery-enabled,true,false,2026-01-31T09:00:00Z,ana@home.example,\"Rua \"\"Nova\"\", 12\r\n1000-001 Lisboa\"\r\n\
-    u-2,jose@example.org,José,García Márquez,ES,staff,,,1790000000,,\r\n";
+const USERS_CSV: &str = concat!(
+    "\u{feff}id,login,given_name,family_name,country,groups,enabled,privileged,last_sign_in,email,attr:address\r\n",
+    "u-1,ana@example.org,Ana,\"Silva, Costa\",PT,staff;recovery-enabled,true,false,2026-01-31T09:00:00Z,",
+    "ana@home.example,\"Rua \"\"Nova\"\", 12\r\n1000-001 Lisboa\"\r\n",
+    "u-2,jose@example.org,José,García Márquez,ES,staff,,,1790000000,,\r\n",
+);
 
 fn event(at: u64, kind: AuditKind, flow: char, user: &str, reason: &str, reference: Option<&str>) -> AuditRecord {
     AuditRecord {
@@ -161,7 +164,14 @@ async fn import_set_and_query(db: &Db) {
     assert!(db.show("rui@example.org").is_none(), "nothing was imported");
 
     // --update changes the given fields of existing users and creates the new ones.
-    let update = db.file("update.csv", b"id,login,given_name,family_name,attr:phone\nu-3,rui@example.org,Rui,,\nu-1,ana@example.org,,Souza,+351 1\nu-2,jose@example.org,Jos\xc3\xa9,,\n");
+    let update = db.file(
+        "update.csv",
+        "id,login,given_name,family_name,attr:phone\n\
+         u-3,rui@example.org,Rui,,\n\
+         u-1,ana@example.org,,Souza,+351 1\n\
+         u-2,jose@example.org,José,,\n"
+            .as_bytes(),
+    );
     assert_eq!(
         ok(&db.run(&["user", "import", "--update", &update])).trim(),
         "imported 3 user(s): 1 created, 1 updated, 1 unchanged"
@@ -217,7 +227,11 @@ async fn import_set_and_query(db: &Db) {
     assert_eq!(ana["privileged"], true);
     assert_eq!(
         ana["attributes"],
-        serde_json::json!({"address": "Rua \"Nova\", 12\r\n1000-001 Lisboa", "email": "ana@home.example", "employee": "E-7"})
+        serde_json::json!({
+            "address": "Rua \"Nova\", 12\r\n1000-001 Lisboa",
+            "email": "ana@home.example",
+            "employee": "E-7",
+        })
     );
     assert_eq!(
         ok(&db.run(&["user", "set", "ana@example.org", "--country", "BR"])).trim(),
@@ -329,7 +343,15 @@ async fn a_bad_row_imports_nothing_and_names_its_line() {
     }
 
     // --format names the format whatever the extension; JSON errors name the entry's line.
-    let json = db.file("users.txt", "[\n  {\"id\": \"u-1\", \"login\": \"ana@example.org\"},\n  {\"id\": \"u-2\", \"login\": \"bo@example.org\",\n   \"country\": \"es\"}\n]\n".as_bytes());
+    let json = db.file(
+        "users.txt",
+        br#"[
+  {"id": "u-1", "login": "ana@example.org"},
+  {"id": "u-2", "login": "bo@example.org",
+   "country": "es"}
+]
+"#,
+    );
     let message = error(&db.run(&["user", "import", "--format", "json", &json]));
     assert!(message.contains("users.txt:3: country `es`"), "{message}");
     let typo = db.file("typo.json", br#"[{"id": "u-1", "login": "a", "grups": []}]"#);
