@@ -608,6 +608,12 @@ async fn token(State(p): State<Provider>, headers: HeaderMap, Form(form): Form<B
     if let Err(e) = verify_pkce(verifier, &grant.code_challenge) {
         return token_error(StatusCode::BAD_REQUEST, "invalid_grant", &e.to_string());
     }
+    // An account disabled since the code was issued (an admin, "this wasn't me") gets nothing.
+    match p.store.user_by_id(&grant.user_id).await {
+        Ok(Some(account)) if account.enabled => {}
+        Ok(_) => return token_error(StatusCode::BAD_REQUEST, "invalid_grant", "the account is disabled"),
+        Err(e) => return token_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", &e.to_string()),
+    }
     let amr: Vec<&str> = grant.amr.split(' ').collect();
     let claims = IdTokenClaims {
         issuer: &p.issuer,
@@ -658,14 +664,14 @@ async fn userinfo(State(p): State<Provider>, headers: HeaderMap) -> Response {
         Err(e) => return server_error(&e.to_string()),
     };
     match p.store.user_by_id(&user).await {
-        Ok(Some(a)) => Json(json!({
+        Ok(Some(a)) if a.enabled => Json(json!({
             "sub": a.id,
             "given_name": a.given_name,
             "family_name": a.family_name,
             "email": a.attributes.get("email"),
         }))
         .into_response(),
-        Ok(None) => unauthorized(),
+        Ok(_) => unauthorized(),
         Err(e) => server_error(&e.to_string()),
     }
 }

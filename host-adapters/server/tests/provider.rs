@@ -334,6 +334,26 @@ async fn one_address_trying_many_logins_is_stopped() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_account_gets_no_tokens_and_its_token_stops_working() {
+    for (store, dir) in databases().await {
+        let s = serve(store, dir).await;
+        let ana = user(&s, "ana@example.org", Some("right"), None).await;
+        let p = pkce();
+        let fields = [("method", "password"), ("login", "ana@example.org"), ("password", "right")];
+        let first = location_param(&sign_in(&s, &p, &fields).await, "code").unwrap();
+        let (_, tokens) = redeem(&s, &first, &p.verifier).await;
+        let access = tokens["access_token"].as_str().unwrap().to_owned();
+        let pending = location_param(&sign_in(&s, &p, &fields).await, "code").unwrap();
+
+        assert!(s.provider.store.set_enabled(&ana.id, false).await.unwrap());
+        let (status, refused) = redeem(&s, &pending, &p.verifier).await;
+        assert_eq!((status, refused["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+        let me = s.http.get(format!("{}/userinfo", s.base)).bearer_auth(&access).send().await.unwrap();
+        assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
+    }
+}
+
 fn base32(text: &str) -> Vec<u8> {
     let (mut buffer, mut bits, mut out) = (0u32, 0u32, Vec::new());
     for c in text.bytes() {
