@@ -1,0 +1,137 @@
+#![doc = include_str!("../README.md")]
+
+mod app;
+mod setup;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::{Child, Command};
+
+/// DEV ONLY: the Regain demo on localhost.
+#[derive(Parser)]
+#[command(name = "regain-demo", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    role: Option<Role>,
+}
+
+#[derive(Subcommand)]
+enum Role {
+    /// Start everything (the default): server, dev IDV, dev wallet and the demo application.
+    Up(setup::Ports),
+    /// The reference server of a configuration file.
+    Server {
+        /// `regain-server.toml`.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// The demo application.
+    App {
+        /// Where to listen.
+        #[arg(long)]
+        listen: String,
+        /// Its own base URL.
+        #[arg(long)]
+        base: String,
+        /// The reference server's issuer.
+        #[arg(long)]
+        issuer: String,
+    },
+    /// The current code of an authenticator app key (base32), for the walkthrough.
+    Totp {
+        /// The key the registration page shows.
+        secret: String,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("REGAIN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&anyhow::Error::new(e)),
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+#[expect(clippy::print_stderr, reason = "the command's error channel")]
+fn fail(error: &anyhow::Error) -> std::process::ExitCode {
+    eprintln!("regain-demo: {error:#}");
+    std::process::ExitCode::from(2)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.role.unwrap_or(Role::Up(setup::Ports::default())) {
+        Role::Up(ports) => up(&ports).await,
+        Role::Server { config } => {
+            regain_server::server::run(&config, None, regain_server::server::stop_signal()).await
+        }
+        Role::App { listen, base, issuer } => {
+            let router = app::router(&base, &issuer)?;
+            let listener =
+                tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+            axum::serve(listener, router).with_graceful_shutdown(regain_server::server::stop_signal()).await?;
+            Ok(())
+        }
+        Role::Totp { secret } => {
+            let key = setup::base32(&secret).ok_or_else(|| anyhow::anyhow!("`{secret}` is not a base32 key"))?;
+            let step = u64::try_from(regain_server::store::now() / 30).unwrap_or(0);
+            say(&regain_server::auth::Totp::new(&key).code_at_step(step, 6));
+            Ok(())
+        }
+    }
+}
+
+#[expect(clippy::print_stdout, reason = "the demo talks to the person running it")]
+fn say(text: &str) {
+    println!("{text}");
+}
+
+/// The children, stopped when the demo stops.
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+async fn up(ports: &setup::Ports) -> anyhow::Result<()> {
+    let dir = setup::prepare(ports).await?;
+    let me = std::env::current_exe().context("cannot find this program")?;
+    let spawn = |args: Vec<String>| -> anyhow::Result<Child> {
+        Command::new(&me).args(&args).spawn().with_context(|| format!("cannot start `{}`", args.join(" ")))
+    };
+    let mut children = Children(Vec::new());
+    children.0.push(spawn(vec![
+        "server".into(),
+        "--config".into(),
+        dir.join("regain-server.toml").display().to_string(),
+    ])?);
+    children.0.push(spawn(vec![
+        "app".into(),
+        "--listen".into(),
+        format!("127.0.0.1:{}", ports.app),
+        "--base".into(),
+        ports.app_url(),
+        "--issuer".into(),
+        ports.server_url(),
+    ])?);
+    for child in setup::idv_roles(ports, &dir) {
+        children.0.push(spawn(child)?);
+    }
+    setup::wait_until_up(ports).await?;
+    say(&setup::walkthrough(ports, &dir));
+    regain_server::server::stop_signal().await;
+    say("stopping the demo");
+    Ok(())
+}
