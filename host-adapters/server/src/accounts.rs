@@ -292,13 +292,16 @@ impl Store {
             .transpose()
     }
 
-    /// Ends every session of a user (sign-out everywhere, or after a recovery).
+    /// Ends every session of a user and the access tokens issued to them (sign-out everywhere,
+    /// or after a recovery).
     pub async fn revoke_browser_sessions(&self, user_id: &str, now: i64) -> Result<u64, StoreError> {
         let done = sqlx::query("UPDATE browser_sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
             .bind(now)
             .bind(user_id)
             .execute(&self.pool)
             .await?;
+        // Tokens issued in those sessions end with them.
+        sqlx::query("DELETE FROM access_tokens WHERE user_id = $1").bind(user_id).execute(&self.pool).await?;
         Ok(done.rows_affected())
     }
 }

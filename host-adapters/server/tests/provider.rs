@@ -199,6 +199,14 @@ async fn password_and_totp_sign_in_through_the_code_flow() {
         assert_eq!(bye.headers()["location"], "https://rp.example/bye");
         let after = s.http.get(format!("{}/authorize", s.base)).query(&auth_params(&p)).send().await.unwrap();
         assert_eq!(after.status(), StatusCode::OK, "the login page again");
+        let ended = s
+            .http
+            .get(format!("{}/userinfo", s.base))
+            .bearer_auth(tokens["access_token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ended.status(), StatusCode::UNAUTHORIZED, "logout ends the access tokens too");
     }
 }
 
