@@ -1,8 +1,14 @@
 #![doc = include_str!("../README.md")]
 
+pub mod documents;
+pub mod face;
+pub mod fixtures;
+pub mod html;
 pub mod ida;
 pub mod keys;
 pub mod sdjwt;
+#[cfg(not(target_family = "wasm"))]
+pub mod service;
 pub mod status;
 pub mod wallet;
 

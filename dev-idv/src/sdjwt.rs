@@ -74,11 +74,40 @@ pub fn issue(header: &Value, claims: &Value, disclosures: Vec<Disclosure>, key: 
 /// each (salts derived from the name, so fixtures are reproducible), puts their digests and
 /// `decoys` extra digests into `_sd`, and sets `_sd_alg`.
 pub fn conceal(claims: &mut Map<String, Value>, disclosed: &[(&str, Value)], decoys: usize) -> Vec<Disclosure> {
+    conceal_with(claims, disclosed, decoys, &mut fixed_salt)
+}
+
+/// What a salt is drawn for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaltFor<'a> {
+    /// The disclosure of the named claim.
+    Claim(&'a str),
+    /// The `i`-th decoy digest (the digest of the returned value).
+    Decoy(usize),
+}
+
+/// The reproducible salts of [`conceal`] and [`issue_identity`].
+pub fn fixed_salt(purpose: SaltFor<'_>) -> String {
+    match purpose {
+        SaltFor::Claim(name) => format!("salt-{name}"),
+        SaltFor::Decoy(i) => format!("decoy-{i}"),
+    }
+}
+
+/// [`conceal`] with salts (and decoy digests) from `salt`: the issuing service passes fresh
+/// random values, so that a digest does not reveal a guessable claim value.
+pub fn conceal_with(
+    claims: &mut Map<String, Value>,
+    disclosed: &[(&str, Value)],
+    decoys: usize,
+    salt: &mut dyn FnMut(SaltFor<'_>) -> String,
+) -> Vec<Disclosure> {
     let disclosures: Vec<Disclosure> =
-        disclosed.iter().map(|(name, value)| Disclosure::property(&format!("salt-{name}"), name, value)).collect();
+        disclosed.iter().map(|(name, value)| Disclosure::property(&salt(SaltFor::Claim(name)), name, value)).collect();
     let mut digests: Vec<Value> = disclosures.iter().map(|d| Value::String(d.digest.clone())).collect();
     for i in 0..decoys {
-        digests.push(Value::String(b64url_encode(&Sha256::digest(format!("decoy-{i}").as_bytes()))));
+        let seed = salt(SaltFor::Decoy(i));
+        digests.push(Value::String(b64url_encode(&Sha256::digest(seed.as_bytes()))));
     }
     digests.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
     claims.insert("_sd".into(), Value::Array(digests));
@@ -119,16 +148,27 @@ pub struct IdentityCredential<'a> {
 
 /// Issues a holder-bound SD-JWT VC with every claim selectively disclosable.
 pub fn issue_identity(credential: &IdentityCredential<'_>, issuer: &SigningKey, holder: &SigningKey) -> Issued {
+    issue_identity_with(credential, issuer, &holder.public_jwk(None), &mut fixed_salt)
+}
+
+/// [`issue_identity`] to a holder known by its public JWK only (as an issuer knows it from
+/// the proof of possession), with salts from `salt` (see [`conceal_with`]).
+pub fn issue_identity_with(
+    credential: &IdentityCredential<'_>,
+    issuer: &SigningKey,
+    holder_jwk: &Value,
+    salt: &mut dyn FnMut(SaltFor<'_>) -> String,
+) -> Issued {
     let mut claims = Map::new();
     claims.insert("iss".into(), credential.issuer.into());
     claims.insert("vct".into(), credential.vct.into());
     claims.insert("iat".into(), credential.iat.into());
     claims.insert("exp".into(), credential.exp.into());
-    claims.insert("cnf".into(), json!({ "jwk": holder.public_jwk(None) }));
+    claims.insert("cnf".into(), json!({ "jwk": holder_jwk }));
     if let Some((uri, idx)) = credential.status {
         claims.insert("status".into(), json!({ "status_list": { "idx": idx, "uri": uri } }));
     }
-    let disclosures = conceal(&mut claims, &credential.claims, 2);
+    let disclosures = conceal_with(&mut claims, &credential.claims, 2, salt);
     let header = json!({ "typ": "dc+sd-jwt", "alg": issuer.alg(), "kid": credential.kid });
     issue(&header, &Value::Object(claims), disclosures, issuer)
 }
