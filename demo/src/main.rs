@@ -38,6 +38,30 @@ enum Role {
         #[arg(long)]
         issuer: String,
     },
+    /// DEV ONLY: the simulated identity verification provider.
+    Idv {
+        /// Where to listen.
+        #[arg(long)]
+        listen: String,
+        /// Its issuer (an origin).
+        #[arg(long)]
+        issuer: String,
+        /// The reference server's OIDC4IDA callback, registered as client `regain-recovery`.
+        #[arg(long)]
+        callback: String,
+        /// The dev wallet's page.
+        #[arg(long)]
+        wallet: String,
+    },
+    /// DEV ONLY: the dev wallet's page.
+    Wallet {
+        /// Where to listen.
+        #[arg(long)]
+        listen: String,
+        /// The wallet's file (key and credentials).
+        #[arg(long)]
+        store: PathBuf,
+    },
     /// The current code of an authenticator app key (base32), for the walkthrough.
     Totp {
         /// The key the registration page shows.
@@ -79,6 +103,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             axum::serve(listener, router).with_graceful_shutdown(regain_server::server::stop_signal()).await?;
             Ok(())
         }
+        Role::Idv { listen, issuer, callback, wallet } => {
+            let config = regain_dev_idv::service::Config {
+                issuer,
+                fixtures: regain_dev_idv::fixtures::Fixtures::generate(),
+                clients: vec![("regain-recovery".into(), callback)],
+                wallet_url: wallet,
+            };
+            tracing::warn!("DEV ONLY: simulated identity verification provider; never use it with real people");
+            serve(&listen, regain_dev_idv::service::Service::new(config).router()).await
+        }
+        Role::Wallet { listen, store } => {
+            let wallet = regain_dev_idv::wallet::client::Wallet::open(&store)?;
+            serve(&listen, regain_dev_idv::wallet::web::router(std::sync::Arc::new(wallet))).await
+        }
         Role::Totp { secret } => {
             let key = setup::base32(&secret).ok_or_else(|| anyhow::anyhow!("`{secret}` is not a base32 key"))?;
             let step = u64::try_from(regain_server::store::now() / 30).unwrap_or(0);
@@ -86,6 +124,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Serves `router` on `listen` until SIGTERM or SIGINT.
+async fn serve(listen: &str, router: axum::Router) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    axum::serve(listener, router).with_graceful_shutdown(regain_server::server::stop_signal()).await?;
+    Ok(())
 }
 
 #[expect(clippy::print_stdout, reason = "the demo talks to the person running it")]

@@ -112,8 +112,7 @@ fn deployment(p: &Ports) -> String {
 
 /// The demo people, as the dev IDV's fixtures describe them.
 fn people() -> anyhow::Result<Vec<Account>> {
-    let entries: Vec<serde_json::Value> =
-        serde_json::from_str(include_str!("../../host-adapters/server/demo/directory.json"))?;
+    let entries: Vec<serde_json::Value> = serde_json::from_slice(&regain_dev_idv::fixtures::directory())?;
     let text = |e: &serde_json::Value, k: &str| e.get(k).and_then(|v| v.as_str()).map(str::to_owned);
     let password = hash_password(PASSWORD).map_err(anyhow::Error::msg)?;
     entries
@@ -170,14 +169,38 @@ pub async fn prepare(p: &Ports) -> anyhow::Result<PathBuf> {
 
 /// The argument lists of the dev IDV and dev wallet processes.
 pub fn idv_roles(p: &Ports, dir: &Path) -> Vec<Vec<String>> {
-    let _ = (p, dir);
-    Vec::new()
+    let args = |list: &[&str]| list.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>();
+    vec![
+        args(&[
+            "idv",
+            "--listen",
+            &format!("127.0.0.1:{}", p.idv),
+            "--issuer",
+            &p.idv_url(),
+            "--callback",
+            &format!("{}/recover/provider-callback", p.server_url()),
+            "--wallet",
+            &p.wallet_url(),
+        ]),
+        args(&[
+            "wallet",
+            "--listen",
+            &format!("127.0.0.1:{}", p.wallet),
+            "--store",
+            &dir.join("wallet.json").display().to_string(),
+        ]),
+    ]
 }
 
 /// Waits until every part answers (a start-up guard, not a speed assertion).
 pub async fn wait_until_up(p: &Ports) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
-    for url in [format!("{}/healthz", p.server_url()), format!("{}/", p.app_url())] {
+    for url in [
+        format!("{}/healthz", p.server_url()),
+        format!("{}/", p.app_url()),
+        format!("{}/healthz", p.idv_url()),
+        format!("{}/", p.wallet_url()),
+    ] {
         let mut up = false;
         for _ in 0..600 {
             if http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
@@ -211,7 +234,7 @@ pub fn walkthrough(p: &Ports, dir: &Path) -> String {
         format!("  2. Open {app}, click Sign in, then \"Sign in another way\" > \"Recover your account\"."),
         "     Login: jose.garcia@example.org, wallet on this device.".into(),
         "  3. \"Open my wallet\" shows what the server asks for; share it. Back on the server, take the".into(),
-        "     selfie: choose the same person's selfie file from the dev IDV's fixtures.".into(),
+        format!("     selfie: upload {idv}/fixtures/selfies/jose-garcia-marquez.pgm (download it first)."),
         "  4. Your Temporary Access Pass is shown once: sign in with it.".into(),
         "  5. Register a new authenticator app (`cargo run -p regain-demo -- totp KEY` prints the code".into(),
         "     for the key on the page) and a new password, or a passkey. The demo application then".into(),
