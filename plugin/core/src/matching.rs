@@ -225,11 +225,17 @@ pub fn match_names(
 /// Matches the verified credential to the directory user: names, then bound attributes,
 /// then the same-name rule.
 pub fn match_account(input: &MatchInput<'_>) -> AccountMatch {
-    let (Some(vg), Some(vf)) = (claim_text(input.claims, "given_name"), claim_text(input.claims, "family_name")) else {
-        return AccountMatch::no(
-            "credential-name-missing",
-            vec!["the credential lacks `given_name` or `family_name`".into()],
-        );
+    // A passport may put the whole name in the primary identifier and leave the secondary
+    // one empty; the relaxed level matches its words across both directory fields.
+    let (vg, vf) = match (claim_text(input.claims, "given_name"), claim_text(input.claims, "family_name")) {
+        (Some(vg), Some(vf)) => (vg, vf),
+        (None, Some(vf)) if input.level == MatchLevel::Relaxed => ("", vf),
+        _ => {
+            return AccountMatch::no(
+                "credential-name-missing",
+                vec!["the credential lacks `given_name` or `family_name`".into()],
+            );
+        }
     };
     let (Some(dg), Some(df)) = (
         input.user.given_name.as_deref().filter(|s| !s.trim().is_empty()),
@@ -384,6 +390,20 @@ mod tests {
             account(json!({ "given_name": "Ana", "family_name": "  " }), &u, 1, &[]).reason,
             "credential-name-missing"
         );
+    }
+
+    #[test]
+    fn a_whole_name_in_the_family_name_matches_only_relaxed() {
+        let u = user(Some("An"), Some("Nguyen Van"), None);
+        let claims = json!({ "given_name": "", "family_name": "NGUYEN VAN AN" });
+        assert_eq!(account(claims.clone(), &u, 1, &[]).reason, "matched-cross-field");
+        let claims = json!({ "family_name": "NGUYEN VAN AN" });
+        assert_eq!(account(claims.clone(), &u, 1, &[]).reason, "matched-cross-field");
+        let map = claims.as_object().cloned().unwrap_or_default();
+        let exact = MatchInput { claims: &map, user: &u, same_name_users: 1, bindings: &[], level: MatchLevel::Exact };
+        assert_eq!(match_account(&exact).reason, "credential-name-missing");
+        let other = json!({ "family_name": "NGUYEN VAN BINH" });
+        assert_eq!(account(other, &u, 1, &[]).reason, "name-mismatch");
     }
 
     #[test]
