@@ -126,6 +126,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// SIGTERM or SIGINT, listened for from now on.
+fn stop_signals() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    })
+}
+
 /// Serves `router` on `listen` until SIGTERM or SIGINT.
 async fn serve(listen: &str, router: axum::Router) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
@@ -151,6 +164,9 @@ impl Drop for Children {
 }
 
 async fn up(ports: &setup::Ports) -> anyhow::Result<()> {
+    // Listen for the stop signals before any child exists, so that a stop at any moment
+    // stops the children too.
+    let stop = stop_signals()?;
     let dir = setup::prepare(ports).await?;
     let me = std::env::current_exe().context("cannot find this program")?;
     let spawn = |args: Vec<String>| -> anyhow::Result<Child> {
@@ -176,7 +192,7 @@ async fn up(ports: &setup::Ports) -> anyhow::Result<()> {
     }
     setup::wait_until_up(ports).await?;
     say(&setup::walkthrough(ports, &dir));
-    regain_server::server::stop_signal().await;
+    stop.await;
     say("stopping the demo");
     Ok(())
 }
