@@ -416,4 +416,8 @@ async fn the_dev_idv_refuses_expired_passports_and_other_faces() {
         assert_eq!(answer["passed"], false, "{answer}");
         assert!(answer.get("credential_offer_url").is_none(), "{answer}");
     }
+    // Nothing reached the server: no recovery was started for these people.
+    for user in ["u-2007", "u-2001"] {
+        assert!(demo.audit(user).await.is_empty());
+    }
 }
