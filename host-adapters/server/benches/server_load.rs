@@ -43,8 +43,8 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use support::recovery::{RP, VCT, credential_listed_at, element, member, wallet_answer};
 
-/// Every seeded user carries this name, so the load generator issues one credential; the
-/// server verifies it in full on every recovery.
+/// Seeded users are `Ana Silva<letters>`: names must differ, as a name shared by two users in
+/// scope matches neither.
 const GIVEN: &str = "Ana";
 const FAMILY: &str = "Silva";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuIojdkuwOQ";
@@ -68,11 +68,16 @@ struct Settings {
 impl Settings {
     fn from_env() -> Self {
         let quick = std::env::var("REGAIN_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
-        if quick {
+        let mut settings = if quick {
             Self { quick, warmup: 5, sequential: 20, clients: 4, duration: Duration::from_secs(3) }
         } else {
             Self { quick, warmup: 50, sequential: 500, clients: 8, duration: Duration::from_secs(30) }
+        };
+        // Longer sequential runs, to attach a profiler to a server.
+        if let Some(n) = std::env::var("REGAIN_BENCH_RECOVERIES").ok().and_then(|n| n.parse().ok()) {
+            settings.sequential = n;
         }
+        settings
     }
 }
 
@@ -90,12 +95,17 @@ fn clock_ticks() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// utime + stime of a process: all its threads, including those that have ended, in ticks.
-fn process_ticks(pid: u32) -> Option<u64> {
+/// utime and stime of a process: all its threads, including those that have ended, in ticks.
+fn process_times(pid: u32) -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name is in parentheses and may hold spaces; fields count from the state.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+    Some((fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?))
+}
+
+/// utime + stime of a process, in ticks.
+fn process_ticks(pid: u32) -> Option<u64> {
+    process_times(pid).map(|(user, system)| user + system)
 }
 
 /// CPU time of a process's live threads in nanoseconds (`/proc/PID/task/*/schedstat`):
@@ -150,6 +160,7 @@ fn ticks_between(before: &HashMap<u32, u64>, after: &HashMap<u32, u64>) -> u64 {
 struct Snapshot {
     at: Instant,
     servers: u64,
+    servers_system: u64,
     generator: u64,
     postgres: Option<HashMap<u32, u64>>,
     machine: (u64, u64, u64),
@@ -163,6 +174,7 @@ async fn snapshot(servers: &[u32], postgres: Option<&PostgresProbe>) -> Snapshot
     Snapshot {
         at: Instant::now(),
         servers: servers.iter().filter_map(|p| process_ticks(*p)).sum(),
+        servers_system: servers.iter().filter_map(|p| Some(process_times(*p)?.1)).sum(),
         generator: process_ticks(std::process::id()).unwrap_or(0),
         postgres,
         machine: machine_ticks(),
@@ -173,6 +185,8 @@ async fn snapshot(servers: &[u32], postgres: Option<&PostgresProbe>) -> Snapshot
 struct Spent {
     wall: f64,
     servers: f64,
+    /// The part of `servers` spent in the kernel (stime).
+    servers_system: f64,
     generator: f64,
     postgres: Option<f64>,
     /// Share of the machine's CPU time that was busy, and stolen by the hypervisor.
@@ -185,6 +199,7 @@ fn spent(a: &Snapshot, b: &Snapshot, hz: f64) -> Spent {
     Spent {
         wall: b.at.duration_since(a.at).as_secs_f64(),
         servers: b.servers.saturating_sub(a.servers) as f64 / hz,
+        servers_system: b.servers_system.saturating_sub(a.servers_system) as f64 / hz,
         generator: b.generator.saturating_sub(a.generator) as f64 / hz,
         postgres: match (&a.postgres, &b.postgres) {
             (Some(x), Some(y)) if !y.is_empty() => Some(ticks_between(x, y) as f64 / hz),
@@ -229,6 +244,29 @@ async fn idv_services() -> String {
         );
     tokio::spawn(async move { axum::serve(listener, router).await });
     base
+}
+
+/// A directory for one run's files and server logs, removed on drop unless
+/// `REGAIN_BENCH_KEEP=1` (then its path is printed).
+struct Workdir {
+    path: PathBuf,
+    _removed_on_drop: Option<tempfile::TempDir>,
+}
+
+impl Workdir {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn workdir() -> Result<Workdir, String> {
+    let dir = tempfile::Builder::new().prefix("regain-load-").tempdir().map_err(|e| e.to_string())?;
+    if std::env::var("REGAIN_BENCH_KEEP").is_ok_and(|v| v == "1") {
+        let path = dir.keep();
+        println!("files and server logs kept in {}", path.display());
+        return Ok(Workdir { path, _removed_on_drop: None });
+    }
+    Ok(Workdir { path: dir.path().to_owned(), _removed_on_drop: Some(dir) })
 }
 
 fn free_port() -> u16 {
@@ -300,8 +338,9 @@ impl Drop for Server {
     }
 }
 
-/// Starts the servers of `configs` on `database` and waits until each answers `/healthz`.
-async fn serve(dir: &Path, configs: &[PathBuf], ports: &[u16], database: &str) -> Vec<Server> {
+/// Starts the servers of `configs` on `database`, logging with `filter`, and waits
+/// until each answers `/healthz`.
+async fn serve(dir: &Path, configs: &[PathBuf], ports: &[u16], database: &str, filter: &str) -> Vec<Server> {
     let issuer = format!("http://127.0.0.1:{}", ports[0]);
     let mut servers = Vec::new();
     for (config, port) in configs.iter().zip(ports) {
@@ -309,7 +348,7 @@ async fn serve(dir: &Path, configs: &[PathBuf], ports: &[u16], database: &str) -
         let child = Command::new(env!("CARGO_BIN_EXE_regain"))
             .args(["serve", "--server-config", config.to_str().unwrap()])
             .env("DATABASE_URL", database)
-            .env("REGAIN_LOG", "info")
+            .env("REGAIN_LOG", filter)
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
@@ -335,33 +374,56 @@ async fn serve(dir: &Path, configs: &[PathBuf], ports: &[u16], database: &str) -
     servers
 }
 
-/// Seeds `count` users in the recovery scope, all named `GIVEN FAMILY`; answers their logins.
-async fn seed(store: &Store, prefix: &str, count: usize) -> Vec<String> {
-    let logins: Vec<String> = (0..count).map(|i| format!("{prefix}-{i}@bench.example")).collect();
+/// A seeded user and the credential the IDV issued to them.
+struct User {
+    login: String,
+    issued: Issued,
+}
+
+/// A family name of letters only, distinct for every `i`.
+fn family(i: usize) -> String {
+    let mut name = FAMILY.to_owned();
+    let mut n = i;
+    loop {
+        name.push(char::from(b'a' + u8::try_from(n % 26).unwrap_or(0)));
+        n /= 26;
+        if n == 0 {
+            return name;
+        }
+    }
+}
+
+/// Seeds `count` users in the recovery scope and issues each a credential (listed as valid
+/// in the status list at `status_uri`); all of it before anything is measured.
+async fn seed(store: &Store, prefix: &str, count: usize, status_uri: &str) -> Vec<User> {
     let workers = 8;
     let mut tasks = tokio::task::JoinSet::new();
     for w in 0..workers {
         let store = store.clone();
-        let prefix = prefix.to_owned();
+        let (prefix, status_uri) = (prefix.to_owned(), status_uri.to_owned());
         tasks.spawn(async move {
+            let mut users = Vec::new();
             for i in (w..count).step_by(workers) {
-                let user = member(&format!("{prefix}-{i}"), &format!("{prefix}-{i}@bench.example"), GIVEN, FAMILY);
-                store.create_user(&user, now()).await.unwrap();
+                let login = format!("{prefix}-{i}@bench.example");
+                store.create_user(&member(&format!("{prefix}-{i}"), &login, GIVEN, &family(i)), now()).await.unwrap();
+                users.push((i, User { login, issued: credential_listed_at(&status_uri, GIVEN, &family(i), 0) }));
             }
+            users
         });
     }
+    let mut users = Vec::new();
     while let Some(done) = tasks.join_next().await {
-        done.unwrap();
+        users.extend(done.unwrap());
     }
-    logins
+    users.sort_by_key(|(i, _)| *i);
+    users.into_iter().map(|(_, u)| u).collect()
 }
 
 // ---- one recovery ---------------------------------------------------------------------------
 
-/// What every recovery shares: the wallet's HTTP client, the credential, the next address.
+/// What every recovery shares: the wallet's HTTP client and the next browser address.
 struct Load {
     wallet: reqwest::Client,
-    issued: Issued,
     next_address: AtomicU32,
 }
 
@@ -426,7 +488,8 @@ async fn send(request: reqwest::RequestBuilder, step: &str) -> Result<(reqwest::
 }
 
 /// One complete recovery of `login` on `server`; answers the steps' timings, or what went wrong.
-async fn recover(load: &Load, server: &Target, login: &str, probe: bool) -> Result<Steps, String> {
+async fn recover(load: &Load, server: &Target, user: &User, probe: bool) -> Result<Steps, String> {
+    let login = user.login.as_str();
     let base = &server.base;
     let browser = load.browser()?;
     let mut clock = StepClock::new(probe.then_some(server.pid));
@@ -437,7 +500,7 @@ async fn recover(load: &Load, server: &Target, login: &str, probe: bool) -> Resu
     let request = element(&page, "wallet-link").filter(|_| status == 200).ok_or_else(|| format!("start: {status}"))?;
     clock.lap();
 
-    let body = wallet_answer(&request, &load.issued);
+    let body = wallet_answer(&request, &user.issued);
     let (status, answer) = send(
         load.wallet
             .post(format!("{base}/recover/response"))
@@ -457,25 +520,46 @@ async fn recover(load: &Load, server: &Target, login: &str, probe: bool) -> Resu
 
     let (status, page) = send(browser.get(back), "response code").await?;
     if status != 200 || !page.contains("selfie-form") {
-        return Err(format!("response code: {status}, no selfie form"));
+        return Err(format!("response code: {status}, {}", outline(&page)));
     }
     clock.lap();
 
     let selfie = format!("data:image/jpeg;base64,{}", base64::engine::general_purpose::STANDARD.encode("face:93"));
     let (status, page) =
         send(browser.post(format!("{base}/recover/selfie")).form(&[("selfie", selfie)]), "selfie").await?;
-    let pass =
-        element(&page, "tap").filter(|_| status == 200).ok_or_else(|| format!("selfie: {status}, no pass shown"))?;
+    let pass = element(&page, "tap")
+        .filter(|_| status == 200)
+        .ok_or_else(|| format!("selfie: {status}, {}", outline(&page)))?;
     clock.lap();
 
     let mut form = auth_form();
     form.extend([("method", "tap".to_owned()), ("login", login.to_owned()), ("tap", pass)]);
     let (status, page) = send(browser.post(format!("{base}/authorize")).form(&form), "sign-in").await?;
     if status != 200 || !page.contains("Register a new sign-in method") {
-        return Err(format!("pass sign-in: {status}, no register page"));
+        return Err(format!("pass sign-in: {status}, {}", outline(&page)));
     }
     clock.lap();
     Ok(clock.steps)
+}
+
+/// What a page that is not the expected one says: its heading and helpdesk reference.
+fn outline(page: &str) -> String {
+    let heading = page.split_once("<h1>").and_then(|(_, rest)| rest.split_once('<')).map_or("", |(h, _)| h);
+    match element(page, "helpdesk-ref") {
+        Some(reference) => format!("page `{heading}`, helpdesk reference {reference}"),
+        None => format!("page `{heading}`"),
+    }
+}
+
+/// Adds the audit trail's reason codes to a failure that names a helpdesk reference.
+async fn diagnose(database: &str, error: String) -> String {
+    let Some(reference) = error.split("helpdesk reference ").nth(1).and_then(|r| r.split([' ', ';']).next()) else {
+        return error;
+    };
+    let Ok(store) = Store::open(database).await else { return error };
+    let trail = store.audit_by_helpdesk_ref(reference).await.unwrap_or_default();
+    let reasons: Vec<String> = trail.iter().map(|e| format!("{:?}: {}", e.kind, e.reason)).collect();
+    format!("{error}; audit trail: {}", reasons.join(", "))
 }
 
 /// Where a simulated user goes.
@@ -519,22 +603,22 @@ async fn sequential(
     database: &'static str,
     load: &Load,
     server: &Target,
-    logins: &[String],
+    users: &[User],
     warmup: usize,
     postgres: Option<&PostgresProbe>,
     hz: f64,
 ) -> Result<Sequential, String> {
-    let (warm, measured) = logins.split_at(warmup);
-    for login in warm {
-        recover(load, server, login, false).await.map_err(|e| format!("{database} warm-up: {e}"))?;
+    let (warm, measured) = users.split_at(warmup);
+    for user in warm {
+        recover(load, server, user, false).await.map_err(|e| format!("{database} warm-up: {e}"))?;
     }
     let before = snapshot(&[server.pid], postgres).await;
     let mut walls = Vec::new();
     let mut sums = vec![(Duration::ZERO, 0u64); STEPS.len()];
     let mut failures = Vec::new();
-    for login in measured {
+    for user in measured {
         let at = Instant::now();
-        match recover(load, server, login, true).await {
+        match recover(load, server, user, true).await {
             Ok(steps) => {
                 walls.push(at.elapsed());
                 for (sum, (wall, cpu)) in sums.iter_mut().zip(steps) {
@@ -575,19 +659,19 @@ struct Throughput {
 async fn throughput(
     load: &Arc<Load>,
     servers: &[Target],
-    logins: Vec<String>,
+    users: Vec<User>,
     clients: usize,
     duration: Duration,
     postgres: &PostgresProbe,
     hz: f64,
 ) -> Result<Throughput, String> {
-    let logins = Arc::new(logins);
+    let users = Arc::new(users);
     let next = Arc::new(AtomicUsize::new(0));
     // Warm-up: two recoveries per client, not counted.
     let run = |until: Option<Instant>, rounds: usize| {
         let mut tasks = tokio::task::JoinSet::new();
         for k in 0..clients {
-            let (load, logins, next) = (load.clone(), logins.clone(), next.clone());
+            let (load, users, next) = (load.clone(), users.clone(), next.clone());
             let server = servers[k % servers.len()].clone();
             tasks.spawn(async move {
                 let (mut walls, mut failures, mut ran_out) = (Vec::new(), Vec::new(), false);
@@ -595,12 +679,12 @@ async fn throughput(
                     if until.map_or(round >= rounds, |t| Instant::now() >= t) {
                         break;
                     }
-                    let Some(login) = logins.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                    let Some(user) = users.get(next.fetch_add(1, Ordering::Relaxed)) else {
                         ran_out = true;
                         break;
                     };
                     let at = Instant::now();
-                    match recover(&load, &server, login, false).await {
+                    match recover(&load, &server, user, false).await {
                         Ok(_) => walls.push(at.elapsed()),
                         Err(e) => failures.push(e),
                     }
@@ -662,6 +746,7 @@ struct Results {
     hz: f64,
     sqlite: Sequential,
     postgres: Sequential,
+    statements: Statements,
     one: Throughput,
     two: Throughput,
 }
@@ -798,15 +883,36 @@ fn report(r: &Results) -> String {
         w,
         "Mean per recovery over the sequential runs; wall time as the client sees it (includes the wallet's signing for the `direct_post` step), CPU of the server's threads.\n"
     );
-    let _ = writeln!(w, "| step | SQLite wall | SQLite server CPU | PostgreSQL wall | PostgreSQL server CPU |");
-    let _ = writeln!(w, "|---|---|---|---|---|");
+    let _ = writeln!(
+        w,
+        "| step | SQL statements (writes) | SQLite wall | SQLite server CPU | PostgreSQL wall | PostgreSQL server CPU |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---|---|");
     for (i, name) in STEPS.iter().enumerate() {
         let (lw, lc) = lite.steps[i];
         let (pw, pc) = pg.steps[i];
-        let _ = writeln!(w, "| {name} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms |", ms(lw), ms(lc), ms(pw), ms(pc));
+        let (all, writes) = r.statements.steps[i];
+        let _ = writeln!(
+            w,
+            "| {name} | {all:.0} ({writes:.0}) | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms |",
+            ms(lw),
+            ms(lc),
+            ms(pw),
+            ms(pc)
+        );
     }
     let total = |s: &Sequential| s.steps.iter().map(|(_, c)| ms(*c)).sum::<f64>();
-    let _ = writeln!(w, "| sum | | {:.2} ms | | {:.2} ms |\n", total(lite), total(pg));
+    let (all, writes) = r.statements.steps.iter().fold((0.0, 0.0), |(a, w), (x, y)| (a + x, w + y));
+    let _ = writeln!(w, "| sum | {all:.0} ({writes:.0}) | | {:.2} ms | | {:.2} ms |\n", total(lite), total(pg));
+    let kinds: Vec<String> = r.statements.kinds.iter().map(|(k, n)| format!("{n:.0} {k}")).collect();
+    let _ = writeln!(
+        w,
+        "Statements counted from the server's own statement log (`sqlx::query` at debug level) over {} \
+         recoveries on a separate SQLite server, so that the logging costs nothing above: {} in all per \
+         recovery.\n",
+        r.statements.recoveries,
+        kinds.join(", ")
+    );
     let _ = writeln!(w, "## Throughput: one process and two processes on one PostgreSQL\n");
     let _ = writeln!(
         w,
@@ -879,84 +985,161 @@ fn report(r: &Results) -> String {
     out
 }
 
-fn summary(r: &Results) -> String {
-    let mut out = String::new();
-    for s in [&r.sqlite, &r.postgres] {
-        let _ = writeln!(
-            out,
-            "{:<10} sequential {:>4}: server CPU {:.2} ms/recovery, PostgreSQL {}, generator {:.2} ms, p50 {:.1} ms, p95 {:.1} ms",
-            s.database,
-            s.recoveries,
-            s.per(s.spent.servers),
-            opt(s.spent.postgres.map(|p| s.per(p))),
-            s.per(s.spent.generator),
-            ms(s.p50),
-            ms(s.p95)
-        );
-        for (name, (wall, cpu)) in STEPS.iter().zip(&s.steps) {
-            let _ = writeln!(out, "    {name:<50} wall {:>6.2} ms  server CPU {:>5.2} ms", ms(*wall), ms(*cpu));
-        }
+fn sequential_lines(s: &Sequential) -> String {
+    let mut out = format!(
+        "{:<10} sequential {:>4}: server CPU {:.2} ms/recovery ({:.0} % system), PostgreSQL {}, generator {:.2} ms, p50 {:.1} ms, p95 {:.1} ms\n",
+        s.database,
+        s.recoveries,
+        s.per(s.spent.servers),
+        s.spent.servers_system * 100.0 / s.spent.servers.max(f64::EPSILON),
+        opt(s.spent.postgres.map(|p| s.per(p))),
+        s.per(s.spent.generator),
+        ms(s.p50),
+        ms(s.p95)
+    );
+    for (name, (wall, cpu)) in STEPS.iter().zip(&s.steps) {
+        let _ = writeln!(out, "    {name:<50} wall {:>6.2} ms  server CPU {:>5.2} ms", ms(*wall), ms(*cpu));
     }
-    for t in [&r.one, &r.two] {
-        let _ = writeln!(
-            out,
-            "PostgreSQL {} process(es), {} clients: {} recoveries{}, {:.1}/s, p50 {:.1} ms, p95 {:.1} ms, server CPU {:.2} ms, PostgreSQL {}, generator {:.2} ms, machine busy {:.0} % (steal {:.0} %)",
-            t.processes,
-            t.clients,
-            t.recoveries,
-            if t.ran_out { " (ran out of users)" } else { "" },
-            t.rate(),
-            ms(t.p50),
-            ms(t.p95),
-            t.per(t.spent.servers),
-            opt(t.spent.postgres.map(|p| t.per(p))),
-            t.per(t.spent.generator),
-            t.spent.busy * 100.0,
-            t.spent.steal * 100.0
-        );
-    }
-    let _ = writeln!(out, "two / one process: {:.2}x", r.two.rate() / r.one.rate().max(f64::EPSILON));
     out
 }
 
-// ---- main -----------------------------------------------------------------------------------
+fn throughput_line(t: &Throughput) -> String {
+    format!(
+        "PostgreSQL {} process(es), {} clients: {} recoveries{}, {:.1}/s, p50 {:.1} ms, p95 {:.1} ms, server CPU {:.2} ms, PostgreSQL {}, generator {:.2} ms, machine busy {:.0} % (steal {:.0} %)\n",
+        t.processes,
+        t.clients,
+        t.recoveries,
+        if t.ran_out { " (ran out of users)" } else { "" },
+        t.rate(),
+        ms(t.p50),
+        ms(t.p95),
+        t.per(t.spent.servers),
+        opt(t.spent.postgres.map(|p| t.per(p))),
+        t.per(t.spent.generator),
+        t.spent.busy * 100.0,
+        t.spent.steal * 100.0
+    )
+}
+
+/// SQL statements per recovery, by step and by kind, as the server's statement log shows them.
+struct Statements {
+    recoveries: usize,
+    /// Per step (in `STEPS` order): statements, of which writes.
+    steps: Vec<(f64, f64)>,
+    /// Per first keyword (`SELECT`, `INSERT`...), per recovery.
+    kinds: Vec<(String, f64)>,
+}
+
+const ROUTES: [&str; 5] = ["/recover/start", "/recover/response", "/recover/continue", "/recover/selfie", "/authorize"];
+
+/// Counts the statements of `count` recoveries on a server logging them (`sqlx::query` at
+/// debug level): a separate server, so that logging costs nothing in the measured runs.
+async fn count_statements(load: &Load, idv: &str, status_uri: &str, count: usize) -> Result<Statements, String> {
+    let dir = workdir()?;
+    let port = free_port();
+    let configs = write_files(dir.path(), idv, port, &[port]);
+    let database = format!("sqlite://{}", dir.path().join("regain.db").display());
+    let store = Store::open(&database).await.map_err(|e| e.to_string())?;
+    let users = seed(&store, "sql", count + 1, status_uri).await;
+    drop(store);
+    let servers = serve(dir.path(), &configs, &[port], &database, "info,sqlx::query=debug").await;
+    let target = targets(&servers).remove(0);
+    let log = dir.path().join(format!("server-{port}.log"));
+    recover(load, &target, &users[0], false).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let from = std::fs::read_to_string(&log).map_err(|e| e.to_string())?.len();
+    for user in &users[1..] {
+        recover(load, &target, user, false).await?;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let text = std::fs::read_to_string(&log).map_err(|e| e.to_string())?;
+    let mut steps = vec![(0.0, 0.0); STEPS.len()];
+    let mut kinds: Vec<(String, f64)> = Vec::new();
+    let per = 1.0 / count.max(1) as f64;
+    for line in text.get(from..).unwrap_or_default().lines().filter(|l| l.contains("sqlx::query")) {
+        let kind = line.split("summary=\"").nth(1).and_then(|s| s.split_whitespace().next()).unwrap_or("?");
+        let kind = kind.trim_end_matches('"').to_uppercase();
+        let write = matches!(kind.as_str(), "INSERT" | "UPDATE" | "DELETE");
+        let route = line.split("route=").nth(1).and_then(|r| r.split(['}', ' ']).next()).unwrap_or("");
+        if let Some(step) = ROUTES.iter().position(|r| *r == route) {
+            steps[step].0 += per;
+            if write {
+                steps[step].1 += per;
+            }
+        }
+        match kinds.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, n)) => *n += per,
+            None => kinds.push((kind, per)),
+        }
+    }
+    kinds.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Ok(Statements { recoveries: count, steps, kinds })
+}
+
+fn statement_lines(s: &Statements) -> String {
+    let total: f64 = s.kinds.iter().map(|(_, n)| n).sum();
+    let kinds: Vec<String> = s.kinds.iter().map(|(k, n)| format!("{n:.0} {k}")).collect();
+    let mut out = format!(
+        "SQL statements per recovery (SQLite, {} recoveries): {total:.0} ({})\n",
+        s.recoveries,
+        kinds.join(", ")
+    );
+    for (name, (all, writes)) in STEPS.iter().zip(&s.steps) {
+        let _ = writeln!(out, "    {name:<50} {all:>4.0} statements, {writes:.0} writes");
+    }
+    out
+}
+
+/// Server logs as operators run them: one line per request.
+const LOG: &str = "info";
 
 async fn run(settings: Settings) -> Result<Results, String> {
     let hz = clock_ticks();
     let idv = idv_services().await;
-    let load = Arc::new(Load {
-        wallet: reqwest::Client::new(),
-        issued: credential_listed_at(&format!("{idv}/status/1"), GIVEN, FAMILY, 0),
-        next_address: AtomicU32::new(0),
-    });
+    let status_uri = format!("{idv}/status/1");
+    let load = Arc::new(Load { wallet: reqwest::Client::new(), next_address: AtomicU32::new(0) });
     let per_run = settings.warmup + settings.sequential;
 
     // SQLite, sequential.
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let dir = workdir()?;
     let port = free_port();
     let configs = write_files(dir.path(), &idv, port, &[port]);
     let database = format!("sqlite://{}", dir.path().join("regain.db").display());
     let store = Store::open(&database).await.map_err(|e| e.to_string())?;
-    let logins = seed(&store, "lite", per_run).await;
+    let users = seed(&store, "lite", per_run, &status_uri).await;
     drop(store);
-    let servers = serve(dir.path(), &configs, &[port], &database).await;
+    let servers = serve(dir.path(), &configs, &[port], &database, LOG).await;
     println!("SQLite: {per_run} recoveries one after another");
-    let sqlite = sequential("SQLite", &load, &targets(&servers)[0], &logins, settings.warmup, None, hz).await?;
+    let target = targets(&servers).remove(0);
+    let sqlite = sequential("SQLite", &load, &target, &users, settings.warmup, None, hz);
+    let sqlite = match sqlite.await {
+        Ok(s) => s,
+        Err(e) => return Err(diagnose(&database, e).await),
+    };
     drop(servers);
+    print!("{}", sequential_lines(&sqlite));
 
     // PostgreSQL, sequential.
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let dir = workdir()?;
     let port = free_port();
     let configs = write_files(dir.path(), &idv, port, &[port]);
     let (database, probe) = fresh_postgres().await;
     let store = Store::open(&database).await.map_err(|e| e.to_string())?;
-    let logins = seed(&store, "pg", per_run).await;
+    let users = seed(&store, "pg", per_run, &status_uri).await;
     drop(store);
-    let servers = serve(dir.path(), &configs, &[port], &database).await;
+    let servers = serve(dir.path(), &configs, &[port], &database, LOG).await;
+    let target = targets(&servers).remove(0);
     println!("PostgreSQL: {per_run} recoveries one after another");
-    let postgres =
-        sequential("PostgreSQL", &load, &targets(&servers)[0], &logins, settings.warmup, Some(&probe), hz).await?;
+    let postgres = sequential("PostgreSQL", &load, &target, &users, settings.warmup, Some(&probe), hz);
+    let postgres = match postgres.await {
+        Ok(s) => s,
+        Err(e) => return Err(diagnose(&database, e).await),
+    };
     drop(servers);
+    print!("{}", sequential_lines(&postgres));
+
+    let statements = count_statements(&load, &idv, &status_uri, 5).await?;
+    print!("{}", statement_lines(&statements));
 
     // Enough users for the fastest the machine could go: all its CPU spent on recoveries at
     // the sequential cost, with a margin; a run that runs out says so.
@@ -967,27 +1150,43 @@ async fn run(settings: Settings) -> Result<Results, String> {
 
     let mut runs = Vec::new();
     for processes in [1, 2] {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let dir = workdir()?;
         let ports: Vec<u16> = (0..processes).map(|_| free_port()).collect();
         let configs = write_files(dir.path(), &idv, ports[0], &ports);
         let (database, probe) = fresh_postgres().await;
         let store = Store::open(&database).await.map_err(|e| e.to_string())?;
-        let logins = seed(&store, &format!("tp{processes}"), users).await;
+        let seeded = seed(&store, &format!("tp{processes}"), users, &status_uri).await;
         drop(store);
-        let servers = serve(dir.path(), &configs, &ports, &database).await;
+        let servers = serve(dir.path(), &configs, &ports, &database, LOG).await;
         println!(
             "PostgreSQL, {processes} process(es): {} clients for {} s ({users} users seeded)",
             settings.clients,
             settings.duration.as_secs()
         );
-        runs.push(
-            throughput(&load, &targets(&servers), logins, settings.clients, settings.duration, &probe, hz).await?,
-        );
+        let all = targets(&servers);
+        let run = throughput(&load, &all, seeded, settings.clients, settings.duration, &probe, hz);
+        match run.await {
+            Ok(run) => {
+                print!("{}", throughput_line(&run));
+                runs.push(run);
+            }
+            Err(e) => return Err(diagnose(&database, e).await),
+        }
         drop(servers);
     }
     let two = runs.pop().ok_or("no two-process run")?;
     let one = runs.pop().ok_or("no one-process run")?;
-    Ok(Results { settings, hz, sqlite, postgres, one, two })
+    println!("two / one process: {:.2}x", two.rate() / one.rate().max(f64::EPSILON));
+    Ok(Results { settings, hz, sqlite, postgres, statements, one, two })
+}
+
+/// Ctrl-C or SIGTERM.
+async fn interrupted() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        Some(()) = async { term.as_mut()?.recv().await } => {}
+    }
 }
 
 fn main() -> ExitCode {
@@ -1001,9 +1200,15 @@ fn main() -> ExitCode {
     let settings = Settings::from_env();
     let quick = settings.quick;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    match runtime.block_on(run(settings)) {
+    // Interrupted, the run is dropped, and with it the servers it started.
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            outcome = run(settings) => outcome,
+            _ = interrupted() => Err("interrupted".to_owned()),
+        }
+    });
+    match outcome {
         Ok(results) => {
-            print!("{}", summary(&results));
             if quick {
                 println!("quick run: the report is not written");
             } else {
