@@ -12,8 +12,13 @@
 //! the run. The report goes to `docs/benchmarks-server.md`.
 //!
 //! `cargo bench -p regain-server --bench server_load` (about three minutes; needs
-//! `REGAIN_TEST_POSTGRES_URL`, which `bash scripts/postgres start` prints).
-//! `REGAIN_BENCH_QUICK=1` runs a short pass that checks the same things and writes no report.
+//! `REGAIN_TEST_POSTGRES_URL`, which `bash scripts/postgres start` prints). The report's
+//! figures are rewritten on every run; the analysis below them in the file is kept.
+//!
+//! - `REGAIN_BENCH_QUICK=1`: a short pass that checks the same things and writes no report;
+//! - `REGAIN_BENCH_RECOVERIES=N`: N sequential recoveries per database, to attach a profiler
+//!   (`perf record -p PID`) to a server for longer;
+//! - `REGAIN_BENCH_KEEP=1`: keeps each run's files and server logs, and prints where.
 
 #![allow(
     clippy::unwrap_used,
@@ -71,7 +76,7 @@ impl Settings {
         let mut settings = if quick {
             Self { quick, warmup: 5, sequential: 20, clients: 4, duration: Duration::from_secs(3) }
         } else {
-            Self { quick, warmup: 50, sequential: 500, clients: 8, duration: Duration::from_secs(30) }
+            Self { quick, warmup: 50, sequential: 500, clients: 12, duration: Duration::from_secs(30) }
         };
         // Longer sequential runs, to attach a profiler to a server.
         if let Some(n) = std::env::var("REGAIN_BENCH_RECOVERIES").ok().and_then(|n| n.parse().ok()) {
@@ -108,15 +113,19 @@ fn process_ticks(pid: u32) -> Option<u64> {
     process_times(pid).map(|(user, system)| user + system)
 }
 
-/// CPU time of a process's live threads in nanoseconds (`/proc/PID/task/*/schedstat`):
-/// precise enough to split one recovery into its steps, where ticks are too coarse.
-fn threads_ns(pid: u32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
+/// CPU time of a process's live threads in nanoseconds, and how many times they were put on
+/// a CPU (`/proc/PID/task/*/schedstat`): precise enough to split one recovery into its steps,
+/// where ticks are too coarse.
+fn threads(pid: u32) -> (u64, u64) {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return (0, 0) };
+    tasks.flatten().filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok()).fold(
+        (0, 0),
+        |(ns, runs), s| {
+            let mut fields = s.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0));
+            let (on_cpu, _waiting, scheduled) = (fields.next(), fields.next(), fields.next());
+            (ns + on_cpu.unwrap_or(0), runs + scheduled.unwrap_or(0))
+        },
+    )
 }
 
 /// The whole machine's CPU time from `/proc/stat`, in ticks: (busy, steal, total).
@@ -456,26 +465,27 @@ fn auth_form() -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Per step: wall time, and the server's CPU time in nanoseconds when probed.
-type Steps = Vec<(Duration, u64)>;
+/// Per step: wall time, and when probed the server's CPU time in nanoseconds and how many
+/// times its threads were put on a CPU.
+type Steps = Vec<(Duration, (u64, u64))>;
 
 /// Times the steps of one recovery; reads the server's thread CPU when `pid` is given.
 struct StepClock {
     pid: Option<u32>,
     at: Instant,
-    cpu: u64,
+    cpu: (u64, u64),
     steps: Steps,
 }
 
 impl StepClock {
     fn new(pid: Option<u32>) -> Self {
-        Self { pid, at: Instant::now(), cpu: pid.map_or(0, threads_ns), steps: Vec::new() }
+        Self { pid, at: Instant::now(), cpu: pid.map_or((0, 0), threads), steps: Vec::new() }
     }
 
     fn lap(&mut self) {
-        let cpu = self.pid.map_or(0, threads_ns);
+        let cpu = self.pid.map_or((0, 0), threads);
         let at = Instant::now();
-        self.steps.push((at - self.at, cpu.saturating_sub(self.cpu)));
+        self.steps.push((at - self.at, (cpu.0.saturating_sub(self.cpu.0), cpu.1.saturating_sub(self.cpu.1))));
         (self.at, self.cpu) = (at, cpu);
     }
 }
@@ -595,8 +605,9 @@ struct Sequential {
     spent: Spent,
     p50: Duration,
     p95: Duration,
-    /// Per step: mean wall time, mean server CPU (threads' schedstat).
-    steps: Vec<(Duration, Duration)>,
+    /// Per step: mean wall time, mean server CPU and times its threads were put on a CPU
+    /// (threads' schedstat).
+    steps: Vec<(Duration, Duration, f64)>,
 }
 
 async fn sequential(
@@ -614,16 +625,17 @@ async fn sequential(
     }
     let before = snapshot(&[server.pid], postgres).await;
     let mut walls = Vec::new();
-    let mut sums = vec![(Duration::ZERO, 0u64); STEPS.len()];
+    let mut sums = vec![(Duration::ZERO, 0u64, 0u64); STEPS.len()];
     let mut failures = Vec::new();
     for user in measured {
         let at = Instant::now();
         match recover(load, server, user, true).await {
             Ok(steps) => {
                 walls.push(at.elapsed());
-                for (sum, (wall, cpu)) in sums.iter_mut().zip(steps) {
+                for (sum, (wall, (cpu, runs))) in sums.iter_mut().zip(steps) {
                     sum.0 += wall;
                     sum.1 += cpu;
+                    sum.2 += runs;
                 }
             }
             Err(e) => failures.push(e),
@@ -641,7 +653,10 @@ async fn sequential(
         spent: spent(&before, &after, hz),
         p50: percentile(&walls, 0.5),
         p95: percentile(&walls, 0.95),
-        steps: sums.into_iter().map(|(wall, cpu)| (wall / n, Duration::from_nanos(cpu) / n)).collect(),
+        steps: sums
+            .into_iter()
+            .map(|(wall, cpu, runs)| (wall / n, Duration::from_nanos(cpu) / n, runs as f64 / f64::from(n)))
+            .collect(),
     })
 }
 
@@ -752,6 +767,12 @@ struct Results {
 }
 
 impl Throughput {
+    /// CPU-seconds per second the rest of the machine used during the run.
+    fn other(&self, cores: f64) -> f64 {
+        let ours = self.spent.servers + self.spent.generator + self.spent.postgres.unwrap_or(0.0);
+        (self.spent.busy * cores - ours / self.spent.wall.max(f64::EPSILON)).max(0.0)
+    }
+
     fn rate(&self) -> f64 {
         self.recoveries as f64 / self.spent.wall.max(f64::EPSILON)
     }
@@ -808,6 +829,10 @@ fn opt(v: Option<f64>) -> String {
     v.map_or_else(|| "n/a".into(), |v| format!("{v:.2} ms"))
 }
 
+/// Separates the figures this tool writes from the analysis below them, which a run keeps.
+const KEPT: &str =
+    "<!-- Above: written by `cargo bench -p regain-server --bench server_load`. Below: kept across runs. -->";
+
 fn report(r: &Results) -> String {
     let (lite, pg, one, two) = (&r.sqlite, &r.postgres, &r.one, &r.two);
     let lite_ms = lite.per(lite.spent.servers);
@@ -852,16 +877,17 @@ fn report(r: &Results) -> String {
     let _ = writeln!(w, "## Server CPU time per complete recovery\n");
     let _ = writeln!(
         w,
-        "| database | recoveries | server CPU | PostgreSQL CPU | load generator CPU | latency p50 / p95 | goal |"
+        "| database | recoveries | server CPU | of which kernel | PostgreSQL CPU | load generator CPU | latency p50 / p95 | goal |"
     );
-    let _ = writeln!(w, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|");
     for s in [lite, pg] {
         let server = s.per(s.spent.servers);
         let _ = writeln!(
             w,
-            "| {} | {} sequential | **{server:.2} ms** | {} | {:.2} ms | {:.1} / {:.1} ms | ≤ 2 ms: {} |",
+            "| {} | {} sequential | **{server:.2} ms** | {:.0} % | {} | {:.2} ms | {:.1} / {:.1} ms | ≤ 2 ms: {} |",
             s.database,
             s.recoveries,
+            s.spent.servers_system * 100.0 / s.spent.servers.max(f64::EPSILON),
             if s.database == "SQLite" { "(in the server)".to_owned() } else { opt(s.spent.postgres.map(|p| s.per(p))) },
             s.per(s.spent.generator),
             ms(s.p50),
@@ -873,37 +899,49 @@ fn report(r: &Results) -> String {
         w,
         "\nFor scale: Keycloak's sizing guide (\"Concepts for sizing CPU and memory resources\") allots one vCPU \
          per 15 password-based logins per second, about 67 ms of CPU per login, most of it hashing the \
-         password. One recovery here costs the server {lite_ms:.1} ms on SQLite and {pg_ms:.1} ms on \
-         PostgreSQL: {:.0}× and {:.0}× less than that login.\n",
-        66.7 / lite_ms.max(f64::EPSILON),
-        66.7 / pg_ms.max(f64::EPSILON)
+         password. One recovery here, one at a time, costs the server {lite_ms:.1} ms on SQLite and {pg_ms:.1} ms \
+         on PostgreSQL ({:.0} % and {:.0} % of that login); under load, {:.1} ms on PostgreSQL (below).\n",
+        lite_ms * 100.0 / 66.7,
+        pg_ms * 100.0 / 66.7,
+        one.per(one.spent.servers)
     );
     let _ = writeln!(w, "### Where the server's time goes, step by step\n");
     let _ = writeln!(
         w,
-        "Mean per recovery over the sequential runs; wall time as the client sees it (includes the wallet's signing for the `direct_post` step), CPU of the server's threads.\n"
+        "Mean per recovery over the sequential runs: wall time as the client sees it (the `direct_post` step \
+         includes the wallet's signing), the server's CPU time, and how many times the server's threads were \
+         put on a CPU (a thread that waits for the database or for another thread sleeps, and each wake-up is a \
+         context switch); the last two from the server threads' `schedstat`.\n"
     );
     let _ = writeln!(
         w,
-        "| step | SQL statements (writes) | SQLite wall | SQLite server CPU | PostgreSQL wall | PostgreSQL server CPU |"
+        "| step | SQL statements (writes) | SQLite: wall | server CPU | thread switches | PostgreSQL: wall | server CPU | thread switches |"
     );
-    let _ = writeln!(w, "|---|---|---|---|---|---|");
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|");
     for (i, name) in STEPS.iter().enumerate() {
-        let (lw, lc) = lite.steps[i];
-        let (pw, pc) = pg.steps[i];
+        let (lw, lc, lr) = lite.steps[i];
+        let (pw, pc, pr) = pg.steps[i];
         let (all, writes) = r.statements.steps[i];
         let _ = writeln!(
             w,
-            "| {name} | {all:.0} ({writes:.0}) | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms |",
+            "| {name} | {all:.0} ({writes:.0}) | {:.2} ms | {:.2} ms | {lr:.0} | {:.2} ms | {:.2} ms | {pr:.0} |",
             ms(lw),
             ms(lc),
             ms(pw),
             ms(pc)
         );
     }
-    let total = |s: &Sequential| s.steps.iter().map(|(_, c)| ms(*c)).sum::<f64>();
+    let total = |s: &Sequential| s.steps.iter().map(|(_, c, _)| ms(*c)).sum::<f64>();
+    let runs = |s: &Sequential| s.steps.iter().map(|(_, _, r)| r).sum::<f64>();
     let (all, writes) = r.statements.steps.iter().fold((0.0, 0.0), |(a, w), (x, y)| (a + x, w + y));
-    let _ = writeln!(w, "| sum | {all:.0} ({writes:.0}) | | {:.2} ms | | {:.2} ms |\n", total(lite), total(pg));
+    let _ = writeln!(
+        w,
+        "| sum | {all:.0} ({writes:.0}) | | {:.2} ms | {:.0} | | {:.2} ms | {:.0} |\n",
+        total(lite),
+        runs(lite),
+        total(pg),
+        runs(pg)
+    );
     let kinds: Vec<String> = r.statements.kinds.iter().map(|(k, n)| format!("{n:.0} {k}")).collect();
     let _ = writeln!(
         w,
@@ -914,6 +952,7 @@ fn report(r: &Results) -> String {
         kinds.join(", ")
     );
     let _ = writeln!(w, "## Throughput: one process and two processes on one PostgreSQL\n");
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get) as f64;
     let _ = writeln!(
         w,
         "{} concurrent clients for {} s (clients alternate between the processes), each running complete \
@@ -924,13 +963,13 @@ fn report(r: &Results) -> String {
     );
     let _ = writeln!(
         w,
-        "| processes | recoveries | recoveries/s | latency p50 / p95 | server CPU / recovery | PostgreSQL CPU / recovery | generator CPU / recovery | machine busy (steal) |"
+        "| processes | recoveries | recoveries/s | latency p50 / p95 | server CPU / recovery | PostgreSQL CPU / recovery | generator CPU / recovery | machine busy (steal) | other processes |"
     );
-    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|");
     for t in [one, two] {
         let _ = writeln!(
             w,
-            "| {} | {}{} | **{:.1}** | {:.1} / {:.1} ms | {:.2} ms | {} | {:.2} ms | {:.0} % ({:.0} %) |",
+            "| {} | {}{} | **{:.1}** | {:.1} / {:.1} ms | {:.2} ms | {} | {:.2} ms | {:.0} % ({:.0} %) | {:.2} CPU |",
             t.processes,
             t.recoveries,
             if t.ran_out { " (ran out of seeded users)" } else { "" },
@@ -941,11 +980,17 @@ fn report(r: &Results) -> String {
             opt(t.spent.postgres.map(|p| t.per(p))),
             t.per(t.spent.generator),
             t.spent.busy * 100.0,
-            t.spent.steal * 100.0
+            t.spent.steal * 100.0,
+            t.other(cores)
         );
     }
+    let _ = writeln!(
+        w,
+        "\n\"Machine busy\" is the whole machine's CPU time outside idle and I/O wait; \"other processes\" is \
+         what of it neither the servers, PostgreSQL nor the load generator used (CPU-seconds per second: \
+         anything else running on the machine at the time)."
+    );
     let share = |t: &Throughput, s: f64| s / t.spent.wall.max(f64::EPSILON);
-    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get) as f64;
     let _ = writeln!(
         w,
         "\nMeasured ratio, two processes to one: **{ratio:.2}×** (goal ≥ 1.7×: {}).\n",
@@ -974,10 +1019,14 @@ fn report(r: &Results) -> String {
          saturates; here PostgreSQL spent {} per recovery, about {} recoveries per PostgreSQL core-second.\n",
         1000.0 / one_ms.max(f64::EPSILON),
         1000.0 / two_ms.max(f64::EPSILON),
-        if two_ms <= one_ms * 1.1 {
+        if two_ms <= one_ms * 1.05 {
             "no measurable CPU per recovery".to_owned()
         } else {
-            format!("{:.0} % more CPU per recovery", (two_ms / one_ms - 1.0) * 100.0)
+            format!(
+                "{:.0} % more CPU per recovery (two runtimes of {cores:.0} worker threads each on {cores:.0} cores wake and \
+                 park their threads more often)",
+                (two_ms / one_ms - 1.0) * 100.0
+            )
         },
         opt(two.spent.postgres.map(|p| two.per(p))),
         two.spent.postgres.map_or_else(|| "n/a".into(), |p| format!("{:.0}", 1000.0 / two.per(p).max(f64::EPSILON)))
@@ -997,8 +1046,13 @@ fn sequential_lines(s: &Sequential) -> String {
         ms(s.p50),
         ms(s.p95)
     );
-    for (name, (wall, cpu)) in STEPS.iter().zip(&s.steps) {
-        let _ = writeln!(out, "    {name:<50} wall {:>6.2} ms  server CPU {:>5.2} ms", ms(*wall), ms(*cpu));
+    for (name, (wall, cpu, runs)) in STEPS.iter().zip(&s.steps) {
+        let _ = writeln!(
+            out,
+            "    {name:<50} wall {:>6.2} ms  server CPU {:>5.2} ms  thread switches {runs:>5.0}",
+            ms(*wall),
+            ms(*cpu)
+        );
     }
     out
 }
@@ -1040,15 +1094,18 @@ async fn count_statements(load: &Load, idv: &str, status_uri: &str, count: usize
     let configs = write_files(dir.path(), idv, port, &[port]);
     let database = format!("sqlite://{}", dir.path().join("regain.db").display());
     let store = Store::open(&database).await.map_err(|e| e.to_string())?;
-    let users = seed(&store, "sql", count + 1, status_uri).await;
+    let warm = 5;
+    let users = seed(&store, "sql", warm + count, status_uri).await;
     drop(store);
     let servers = serve(dir.path(), &configs, &[port], &database, "info,sqlx::query=debug").await;
     let target = targets(&servers).remove(0);
     let log = dir.path().join(format!("server-{port}.log"));
-    recover(load, &target, &users[0], false).await?;
+    for user in &users[..warm] {
+        recover(load, &target, user, false).await?;
+    }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let from = std::fs::read_to_string(&log).map_err(|e| e.to_string())?.len();
-    for user in &users[1..] {
+    for user in &users[warm..] {
         recover(load, &target, user, false).await?;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -1138,14 +1195,14 @@ async fn run(settings: Settings) -> Result<Results, String> {
     drop(servers);
     print!("{}", sequential_lines(&postgres));
 
-    let statements = count_statements(&load, &idv, &status_uri, 5).await?;
+    let statements = count_statements(&load, &idv, &status_uri, 10).await?;
     print!("{}", statement_lines(&statements));
 
     // Enough users for the fastest the machine could go: all its CPU spent on recoveries at
     // the sequential cost, with a margin; a run that runs out says so.
     let cost = postgres.per(postgres.spent.servers + postgres.spent.generator + postgres.spent.postgres.unwrap_or(0.0));
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get) as f64;
-    let ceiling = cores * 1000.0 / cost.max(0.5) * settings.duration.as_secs_f64() * 1.5;
+    let ceiling = cores * 1000.0 / cost.max(0.5) * settings.duration.as_secs_f64() * 2.0;
     let users = (ceiling as usize).max(100) + 2 * settings.clients;
 
     let mut runs = Vec::new();
@@ -1213,7 +1270,11 @@ fn main() -> ExitCode {
                 println!("quick run: the report is not written");
             } else {
                 let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/benchmarks-server.md");
-                std::fs::write(&path, report(&results)).unwrap();
+                let kept = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|text| text.split_once(KEPT).map(|(_, rest)| rest.to_owned()))
+                    .unwrap_or_else(|| "\n\n## Reading the figures\n\nNot written yet.\n".to_owned());
+                std::fs::write(&path, format!("{}{KEPT}{kept}", report(&results))).unwrap();
                 println!("report written to docs/benchmarks-server.md");
             }
             ExitCode::SUCCESS
