@@ -170,6 +170,8 @@ struct Snapshot {
     at: Instant,
     servers: u64,
     servers_system: u64,
+    /// Times the servers' threads were put on a CPU.
+    servers_switches: u64,
     generator: u64,
     postgres: Option<HashMap<u32, u64>>,
     machine: (u64, u64, u64),
@@ -184,6 +186,7 @@ async fn snapshot(servers: &[u32], postgres: Option<&PostgresProbe>) -> Snapshot
         at: Instant::now(),
         servers: servers.iter().filter_map(|p| process_ticks(*p)).sum(),
         servers_system: servers.iter().filter_map(|p| Some(process_times(*p)?.1)).sum(),
+        servers_switches: servers.iter().map(|p| threads(*p).1).sum(),
         generator: process_ticks(std::process::id()).unwrap_or(0),
         postgres,
         machine: machine_ticks(),
@@ -196,6 +199,7 @@ struct Spent {
     servers: f64,
     /// The part of `servers` spent in the kernel (stime).
     servers_system: f64,
+    servers_switches: f64,
     generator: f64,
     postgres: Option<f64>,
     /// Share of the machine's CPU time that was busy, and stolen by the hypervisor.
@@ -209,6 +213,7 @@ fn spent(a: &Snapshot, b: &Snapshot, hz: f64) -> Spent {
         wall: b.at.duration_since(a.at).as_secs_f64(),
         servers: b.servers.saturating_sub(a.servers) as f64 / hz,
         servers_system: b.servers_system.saturating_sub(a.servers_system) as f64 / hz,
+        servers_switches: b.servers_switches.saturating_sub(a.servers_switches) as f64,
         generator: b.generator.saturating_sub(a.generator) as f64 / hz,
         postgres: match (&a.postgres, &b.postgres) {
             (Some(x), Some(y)) if !y.is_empty() => Some(ticks_between(x, y) as f64 / hz),
@@ -942,7 +947,8 @@ fn report(r: &Results) -> String {
         total(pg),
         runs(pg)
     );
-    let kinds: Vec<String> = r.statements.kinds.iter().map(|(k, n)| format!("{n:.0} {k}")).collect();
+    let kinds: Vec<String> =
+        r.statements.kinds.iter().filter(|(_, n)| *n >= 0.5).map(|(k, n)| format!("{n:.0} {k}")).collect();
     let _ = writeln!(
         w,
         "Statements counted from the server's own statement log (`sqlx::query` at debug level) over {} \
@@ -963,13 +969,13 @@ fn report(r: &Results) -> String {
     );
     let _ = writeln!(
         w,
-        "| processes | recoveries | recoveries/s | latency p50 / p95 | server CPU / recovery | PostgreSQL CPU / recovery | generator CPU / recovery | machine busy (steal) | other processes |"
+        "| processes | recoveries | recoveries/s | latency p50 / p95 | server CPU / recovery | server thread switches / recovery | PostgreSQL CPU / recovery | generator CPU / recovery | machine busy (steal) | other processes |"
     );
-    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|");
     for t in [one, two] {
         let _ = writeln!(
             w,
-            "| {} | {}{} | **{:.1}** | {:.1} / {:.1} ms | {:.2} ms | {} | {:.2} ms | {:.0} % ({:.0} %) | {:.2} CPU |",
+            "| {} | {}{} | **{:.1}** | {:.1} / {:.1} ms | {:.2} ms | {:.0} | {} | {:.2} ms | {:.0} % ({:.0} %) | {:.2} CPU |",
             t.processes,
             t.recoveries,
             if t.ran_out { " (ran out of seeded users)" } else { "" },
@@ -977,6 +983,7 @@ fn report(r: &Results) -> String {
             ms(t.p50),
             ms(t.p95),
             t.per(t.spent.servers),
+            t.spent.servers_switches / t.recoveries.max(1) as f64,
             opt(t.spent.postgres.map(|p| t.per(p))),
             t.per(t.spent.generator),
             t.spent.busy * 100.0,
@@ -1023,9 +1030,11 @@ fn report(r: &Results) -> String {
             "no measurable CPU per recovery".to_owned()
         } else {
             format!(
-                "{:.0} % more CPU per recovery (two runtimes of {cores:.0} worker threads each on {cores:.0} cores wake and \
-                 park their threads more often)",
-                (two_ms / one_ms - 1.0) * 100.0
+                "{:.0} % more CPU per recovery; its threads were put on a CPU {:.0} times per recovery against {:.0} \
+                 for one process (each process's workers find less work waiting and sleep more often)",
+                (two_ms / one_ms - 1.0) * 100.0,
+                two.spent.servers_switches / two.recoveries.max(1) as f64,
+                one.spent.servers_switches / one.recoveries.max(1) as f64
             )
         },
         opt(two.spent.postgres.map(|p| two.per(p))),
@@ -1059,7 +1068,7 @@ fn sequential_lines(s: &Sequential) -> String {
 
 fn throughput_line(t: &Throughput) -> String {
     format!(
-        "PostgreSQL {} process(es), {} clients: {} recoveries{}, {:.1}/s, p50 {:.1} ms, p95 {:.1} ms, server CPU {:.2} ms, PostgreSQL {}, generator {:.2} ms, machine busy {:.0} % (steal {:.0} %)\n",
+        "PostgreSQL {} process(es), {} clients: {} recoveries{}, {:.1}/s, p50 {:.1} ms, p95 {:.1} ms, server CPU {:.2} ms ({:.0} thread switches), PostgreSQL {}, generator {:.2} ms, machine busy {:.0} % (steal {:.0} %)\n",
         t.processes,
         t.clients,
         t.recoveries,
@@ -1068,6 +1077,7 @@ fn throughput_line(t: &Throughput) -> String {
         ms(t.p50),
         ms(t.p95),
         t.per(t.spent.servers),
+        t.spent.servers_switches / t.recoveries.max(1) as f64,
         opt(t.spent.postgres.map(|p| t.per(p))),
         t.per(t.spent.generator),
         t.spent.busy * 100.0,
@@ -1135,7 +1145,7 @@ async fn count_statements(load: &Load, idv: &str, status_uri: &str, count: usize
 
 fn statement_lines(s: &Statements) -> String {
     let total: f64 = s.kinds.iter().map(|(_, n)| n).sum();
-    let kinds: Vec<String> = s.kinds.iter().map(|(k, n)| format!("{n:.0} {k}")).collect();
+    let kinds: Vec<String> = s.kinds.iter().filter(|(_, n)| *n >= 0.5).map(|(k, n)| format!("{n:.0} {k}")).collect();
     let mut out = format!(
         "SQL statements per recovery (SQLite, {} recoveries): {total:.0} ({})\n",
         s.recoveries,
