@@ -118,7 +118,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             serve(&listen, regain_dev_idv::wallet::web::router(std::sync::Arc::new(wallet))).await
         }
         Role::Totp { secret } => {
-            let key = setup::base32(&secret).ok_or_else(|| anyhow::anyhow!("`{secret}` is not a base32 key"))?;
+            let key = regain_server::auth::base32_decode(&secret)
+                .ok_or_else(|| anyhow::anyhow!("`{secret}` is not a base32 key"))?;
             let step = u64::try_from(regain_server::store::now() / 30).unwrap_or(0);
             say(&regain_server::auth::Totp::new(&key).code_at_step(step, 6));
             Ok(())

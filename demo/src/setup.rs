@@ -56,26 +56,6 @@ impl Ports {
     }
 }
 
-/// RFC 4648 base32 without padding.
-pub fn base32(text: &str) -> Option<Vec<u8>> {
-    let (mut buffer, mut bits, mut out) = (0u32, 0u32, Vec::new());
-    for c in text.trim().trim_end_matches('=').bytes() {
-        let value = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a',
-            b'2'..=b'7' => c - b'2' + 26,
-            _ => return None,
-        };
-        buffer = (buffer << 5) | u32::from(value);
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(u8::try_from((buffer >> bits) & 0xff).ok()?);
-        }
-    }
-    (!out.is_empty()).then_some(out)
-}
-
 fn server_config(p: &Ports) -> String {
     format!(
         "# DEV ONLY: the demo's reference server.\n\

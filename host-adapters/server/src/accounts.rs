@@ -295,15 +295,26 @@ impl Store {
     /// Ends every session of a user and the access tokens issued to them (sign-out everywhere,
     /// or after a recovery).
     pub async fn revoke_browser_sessions(&self, user_id: &str, now: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query("UPDATE browser_sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
-        // Tokens issued in those sessions end with them.
-        sqlx::query("DELETE FROM access_tokens WHERE user_id = $1").bind(user_id).execute(&self.pool).await?;
-        Ok(done.rows_affected())
+        let mut conn = self.pool.acquire().await?;
+        end_sessions_on(&mut conn, user_id, now).await
     }
+}
+
+/// Ends a user's browser sessions and deletes their access tokens, on a connection (or in a
+/// transaction); answers how many sessions ended.
+pub(crate) async fn end_sessions_on(
+    conn: &mut sqlx::AnyConnection,
+    user_id: &str,
+    now: i64,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query("UPDATE browser_sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    // Tokens issued in those sessions end with them.
+    sqlx::query("DELETE FROM access_tokens WHERE user_id = $1").bind(user_id).execute(&mut *conn).await?;
+    Ok(done.rows_affected())
 }
 
 /// Inserts a user on a connection (or in a transaction); the login must be new.

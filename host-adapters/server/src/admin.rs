@@ -2,7 +2,7 @@
 //! importing users all-or-nothing, changing an account, showing one without its secrets, and
 //! querying the audit log with filters.
 
-use crate::accounts::{ACCOUNT_COLUMNS, Account, account, insert_user_on, json};
+use crate::accounts::{ACCOUNT_COLUMNS, Account, account, end_sessions_on, insert_user_on, json};
 use crate::store::{Store, StoreError};
 use regain_core::env::{AuditKind, AuditRecord};
 use sqlx::Row as _;
@@ -233,15 +233,6 @@ async fn update_profile_on(conn: &mut sqlx::AnyConnection, a: &Account) -> Resul
     .bind(&a.id)
     .execute(&mut *conn)
     .await?;
-    Ok(done.rows_affected())
-}
-
-async fn end_sessions_on(conn: &mut sqlx::AnyConnection, user_id: &str, now: i64) -> Result<u64, StoreError> {
-    let done = sqlx::query("UPDATE browser_sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
-        .bind(now)
-        .bind(user_id)
-        .execute(&mut *conn)
-        .await?;
     Ok(done.rows_affected())
 }
 

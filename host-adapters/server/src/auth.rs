@@ -125,6 +125,25 @@ fn base32(bytes: &[u8]) -> String {
     out
 }
 
+/// RFC 4648 base32 without padding (authenticator app keys); `None` when malformed or empty.
+pub fn base32_decode(text: &str) -> Option<Vec<u8>> {
+    let (mut buffer, mut bits, mut out) = (0u32, 0u32, Vec::new());
+    for c in text.trim().trim_end_matches('=').bytes() {
+        let value = match c.to_ascii_uppercase() {
+            u @ b'A'..=b'Z' => u - b'A',
+            d @ b'2'..=b'7' => d - b'2' + 26,
+            _ => return None,
+        };
+        buffer = (buffer << 5) | u32::from(value);
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(u8::try_from((buffer >> bits) & 0xff).ok()?);
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

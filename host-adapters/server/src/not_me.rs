@@ -181,12 +181,7 @@ impl Store {
         }
         set_enabled_on(&mut tx, user, false).await?;
         revoke_user_taps_on(&mut tx, user, now).await?;
-        sqlx::query("UPDATE browser_sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(user)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM access_tokens WHERE user_id = $1").bind(user).execute(&mut *tx).await?;
+        crate::accounts::end_sessions_on(&mut tx, user, now).await?;
         sqlx::query("UPDATE auth_codes SET used = 1 WHERE user_id = $1 AND used = 0")
             .bind(user)
             .execute(&mut *tx)

@@ -494,7 +494,7 @@ async fn register_totp(State(p): State<Provider>, headers: HeaderMap, Form(form)
         None => None,
     };
     let Some(session) = session else { return login_page(&form.req, Some("Sign in again to continue.")) };
-    let Some(key) = base32_decode(&form.secret) else {
+    let Some(key) = crate::auth::base32_decode(&form.secret) else {
         return continue_as(&p, &form.req, &session, Some("That key is not valid; use this new one.")).await;
     };
     let totp = Totp::new(&key);
@@ -538,25 +538,6 @@ async fn register_totp(State(p): State<Provider>, headers: HeaderMap, Form(form)
         return server_error(&e.to_string());
     }
     continue_as(&p, &form.req, &session, None).await
-}
-
-/// RFC 4648 base32 without padding.
-fn base32_decode(text: &str) -> Option<Vec<u8>> {
-    let (mut buffer, mut bits, mut out) = (0u32, 0u32, Vec::new());
-    for c in text.trim().trim_end_matches('=').bytes() {
-        let value = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'2'..=b'7' => c - b'2' + 26,
-            _ => return None,
-        };
-        buffer = (buffer << 5) | u32::from(value);
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(u8::try_from((buffer >> bits) & 0xff).ok()?);
-        }
-    }
-    (!out.is_empty()).then_some(out)
 }
 
 fn token_error(status: StatusCode, error: &str, description: &str) -> Response {
