@@ -222,12 +222,17 @@ pub(crate) fn invalid(p: &Provider, req: &AuthRequest) -> Option<Response> {
 }
 
 pub(crate) fn cookie(headers: &HeaderMap) -> Option<String> {
+    named_cookie(headers, COOKIE)
+}
+
+/// The value of the cookie `name`.
+pub(crate) fn named_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix(&format!("{COOKIE}=")).map(str::to_owned))
+        .find_map(|c| c.trim().strip_prefix(name)?.strip_prefix('=').map(str::to_owned))
 }
 
 pub(crate) fn login_page(req: &AuthRequest, message: Option<&str>) -> Response {

@@ -338,12 +338,7 @@ fn form_value(body: &str, name: &str) -> Option<String> {
 }
 
 fn recovery_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix(&format!("{COOKIE}=")).map(str::to_owned))
+    crate::provider::named_cookie(headers, COOKIE)
 }
 
 /// The link from the sign-in page, carrying the client's request.
