@@ -29,7 +29,7 @@
     reason = "a load tool that cannot set up stops with the reason"
 )]
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/server/support/mod.rs"]
 mod support;
 
 use axum::routing::{get, post};

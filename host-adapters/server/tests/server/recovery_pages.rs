@@ -10,15 +10,15 @@
     reason = "a failing test panics with the reason"
 )]
 
-mod support;
-
+use crate::support::databases;
+use crate::support::recovery::{
+    REVOKED, RP, RecoveryServer, browser, credential, element, member, start, wallet_answer,
+};
 use base64::Engine as _;
 use regain_core::env::AuditKind;
 use regain_server::store::{Store, now};
 use reqwest::StatusCode;
 use serde_json::Value;
-use support::databases;
-use support::recovery::{REVOKED, RP, RecoveryServer, browser, credential, element, member, start, wallet_answer};
 
 fn auth_query() -> String {
     format!(
@@ -117,7 +117,7 @@ async fn a_same_device_recovery_ends_with_a_pass_that_signs_in_once() {
         assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
 
         // Another browser cannot use the response code: the flow is bound to the cookie.
-        let (status, _) = get(&support::recovery::browser(), &back).await;
+        let (status, _) = get(&crate::support::recovery::browser(), &back).await;
         assert_eq!(status, StatusCode::GONE);
 
         let (status, page) = get(&browser, &back).await;
@@ -142,7 +142,7 @@ async fn a_same_device_recovery_ends_with_a_pass_that_signs_in_once() {
         assert_eq!(signed_in.status(), StatusCode::OK);
         assert!(signed_in.text().await.unwrap().contains("Register a new sign-in method"));
         let again =
-            support::recovery::browser().post(format!("{}/authorize", s.base)).form(&form).send().await.unwrap();
+            crate::support::recovery::browser().post(format!("{}/authorize", s.base)).form(&form).send().await.unwrap();
         assert!(again.text().await.unwrap().contains("This pass is not valid"));
 
         let kinds = audit_kinds(&store, "u-ana").await;
@@ -162,7 +162,7 @@ async fn a_same_device_recovery_ends_with_a_pass_that_signs_in_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cross_device_flow_started_on_one_process_finishes_on_another() {
-    let url = support::fresh_postgres_url().await;
+    let url = crate::support::fresh_postgres_url().await;
     let store = Store::open(&url).await.unwrap();
     store.create_user(&member("u-bo", "bo@example.org", "Bo", "Lind"), now()).await.unwrap();
     let a = start(store.clone(), "", None).await;
@@ -211,7 +211,7 @@ async fn mismatches_revoked_credentials_and_weak_faces_end_with_a_helpdesk_refer
         assert!(trail.iter().any(|e| e.kind == AuditKind::AccountNotMatched), "{trail:?}");
 
         // A revoked credential.
-        let browser = support::recovery::browser();
+        let browser = crate::support::recovery::browser();
         let (_, page) = begin(&s, &browser, "di@example.org", "same").await;
         let (status, answer, _) = present(&page, "Di", "Okafor", REVOKED).await;
         assert_eq!(status, StatusCode::OK);
@@ -220,7 +220,7 @@ async fn mismatches_revoked_credentials_and_weak_faces_end_with_a_helpdesk_refer
         assert!(element(&page, "tap").is_none());
 
         // A selfie of someone else.
-        let browser = support::recovery::browser();
+        let browser = crate::support::recovery::browser();
         let (_, page) = begin(&s, &browser, "ed@example.org", "same").await;
         let (_, answer, _) = present(&page, "Ed", "Quist", 0).await;
         let _ = get(&browser, answer["redirect_uri"].as_str().unwrap()).await;
@@ -288,7 +288,7 @@ async fn ida_provider(codes: std::sync::Arc<std::sync::Mutex<Vec<(String, String
     use axum::routing::post;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let issuer = support::recovery::ISSUER;
+    let issuer = crate::support::recovery::ISSUER;
     let router = axum::Router::new().route(
         "/token",
         post(move |axum::Form(form): axum::Form<std::collections::HashMap<String, String>>| {
@@ -341,7 +341,7 @@ async fn an_oidc4ida_recovery_goes_to_the_provider_and_back() {
              [idv.oidc4ida]\nauthorization_endpoint = \"{idv}/authorize\"\ntoken_endpoint = \"{idv}/token\"\n\
              client_id = \"regain-recovery\"\nredirect_uri = \"{base}/recover/provider-callback\"\n",
             base = s.base,
-            iss = support::recovery::ISSUER
+            iss = crate::support::recovery::ISSUER
         );
         let source = |name: &str, text: &str| SourceFile { name: name.into(), text: text.into() };
         s.deployments.publish(
@@ -371,7 +371,7 @@ async fn an_oidc4ida_recovery_goes_to_the_provider_and_back() {
             get(&browser, &format!("{}/recover/provider-callback?code=code-1&state=forged", s.base)).await;
         assert_eq!(status, StatusCode::GONE);
         let (status, _) = get(
-            &support::recovery::browser(),
+            &crate::support::recovery::browser(),
             &format!("{}/recover/provider-callback?code=code-1&state={state}", s.base),
         )
         .await;

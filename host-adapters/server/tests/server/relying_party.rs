@@ -12,8 +12,8 @@
     reason = "a failing test panics with the reason"
 )]
 
-mod support;
-
+use crate::support::databases;
+use crate::support::recovery::{RP, RecoveryServer, browser, credential, element, member, start, wallet_answer};
 use base64::Engine as _;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
@@ -22,8 +22,6 @@ use openidconnect::{
 };
 use regain_server::auth::{Totp, hash_password};
 use regain_server::store::now;
-use support::databases;
-use support::recovery::{RP, RecoveryServer, browser, credential, element, member, start, wallet_answer};
 
 type Rp = CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
 

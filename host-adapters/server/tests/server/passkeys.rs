@@ -12,8 +12,8 @@
     reason = "a failing test panics with the reason"
 )]
 
-mod support;
-
+use crate::support::authenticator::{Assertion, Authenticator, Ceremony, Format, Registration, UP, UV};
+use crate::support::databases;
 use regain_core::jose::{Alg, Jws, b64url_encode, parse_jwks};
 use regain_server::accounts::Account;
 use regain_server::auth::hash_password;
@@ -23,8 +23,6 @@ use regain_server::store::{Store, digest, now, random_hex};
 use reqwest::StatusCode;
 use reqwest::redirect::Policy;
 use serde_json::Value;
-use support::authenticator::{Assertion, Authenticator, Ceremony, Format, Registration, UP, UV};
-use support::databases;
 
 const RP: &str = "https://rp.example/cb";
 const GENERIC_FAILURE: &str = "The login or the credentials are not correct.";
@@ -503,7 +501,8 @@ async fn refused_registrations_store_nothing() {
                 let r = k.register_with(c, Format::None, -7);
                 let auth_data = k.auth_data(&c.rp_id, c.flags | 0x40, 0, Some(&k.cose_key(-7)));
                 let cut = &auth_data[..auth_data.len() - 10];
-                let object = Authenticator::attestation_object("none", support::authenticator::Cbor::Map(vec![]), cut);
+                let object =
+                    Authenticator::attestation_object("none", crate::support::authenticator::Cbor::Map(vec![]), cut);
                 Registration { attestation_object: object, ..r }
             }),
             ("client data not json", |k, c| {

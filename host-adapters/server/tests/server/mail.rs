@@ -12,8 +12,7 @@
     reason = "a failing test panics with the reason"
 )]
 
-mod support;
-
+use crate::support::databases;
 use regain_server::accounts::{Account, BrowserSession};
 use regain_server::auth::hash_password;
 use regain_server::mail::{
@@ -27,7 +26,6 @@ use reqwest::redirect::Policy;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::databases;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 

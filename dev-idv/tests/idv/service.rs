@@ -10,8 +10,7 @@
     reason = "a failing test panics with the reason"
 )]
 
-mod support;
-
+use crate::support::{http, start_idv, verify, verify_presentation};
 use base64::Engine as _;
 use regain_core::jose::b64url_decode;
 use regain_core::sdjwt::{Rejection, StatusCheck};
@@ -24,7 +23,6 @@ use regain_dev_idv::wallet::client::Wallet;
 use regain_dev_idv::wallet::{PRE_AUTHORIZED_GRANT, PROOF_TYP, WalletError, proof_jwt};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{http, start_idv, verify, verify_presentation};
 
 fn wallet(dir: &tempfile::TempDir) -> Wallet {
     Wallet::open(&dir.path().join("wallet.json")).unwrap()

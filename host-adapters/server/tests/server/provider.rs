@@ -11,8 +11,7 @@
     reason = "a failing test panics with the reason"
 )]
 
-mod support;
-
+use crate::support::databases;
 use regain_core::jose::{Alg, Jws, b64url_encode, parse_jwks};
 use regain_server::accounts::Account;
 use regain_server::auth::{Totp, hash_password};
@@ -21,7 +20,6 @@ use regain_server::store::{Store, now, random_hex};
 use reqwest::StatusCode;
 use reqwest::redirect::Policy;
 use serde_json::Value;
-use support::databases;
 
 const RP: &str = "https://rp.example/cb";
 

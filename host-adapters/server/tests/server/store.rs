@@ -9,8 +9,6 @@
     reason = "a failing test panics with the reason"
 )]
 
-mod support;
-
 use regain_core::env::{AuditKind, AuditRecord};
 use regain_server::store::{Dialect, NewTap, Redemption, Store, TapKey, now, random_hex};
 use std::sync::Arc;
@@ -24,7 +22,7 @@ async fn sqlite() -> (Store, tempfile::TempDir) {
 
 /// Two pools on one fresh PostgreSQL database: two server processes sharing it.
 async fn postgres() -> Vec<Store> {
-    let url = support::fresh_postgres_url().await;
+    let url = crate::support::fresh_postgres_url().await;
     let a = Store::open(&url).await.unwrap();
     let b = Store::open(&url).await.unwrap();
     assert_eq!(a.dialect(), Dialect::Postgres);

@@ -9,8 +9,6 @@
     reason = "a failing test panics with the reason"
 )]
 
-mod support;
-
 use std::io::Write as _;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -165,7 +163,7 @@ async fn a_first_start_creates_the_sqlite_file_and_the_admin_commands_work() {
 
 #[tokio::test]
 async fn two_processes_on_one_postgresql_share_their_keys() {
-    let database = support::fresh_postgres_url().await;
+    let database = crate::support::fresh_postgres_url().await;
 
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (free_port(), free_port());
@@ -181,7 +179,7 @@ async fn two_processes_on_one_postgresql_share_their_keys() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pass_raced_by_a_hundred_sign_ins_on_two_processes_signs_in_once() {
     use regain_server::store::{Passes, Redemption, Store, now};
-    let database = support::fresh_postgres_url().await;
+    let database = crate::support::fresh_postgres_url().await;
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (free_port(), free_port());
     let env = [("DATABASE_URL", database.as_str())];

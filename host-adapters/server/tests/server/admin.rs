@@ -10,8 +10,6 @@
     reason = "a failing test panics with the reason"
 )]
 
-mod support;
-
 use regain_core::AuditKind;
 use regain_core::env::AuditRecord;
 use regain_server::accounts::{Account, BrowserSession};
@@ -37,7 +35,7 @@ impl Db {
     }
 
     async fn postgres() -> Self {
-        Self::with(tempfile::tempdir().unwrap(), support::fresh_postgres_url().await, true)
+        Self::with(tempfile::tempdir().unwrap(), crate::support::fresh_postgres_url().await, true)
     }
 
     fn with(dir: tempfile::TempDir, url: String, postgres: bool) -> Self {

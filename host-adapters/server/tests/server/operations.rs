@@ -11,8 +11,7 @@
     reason = "a failing test panics with the reason"
 )]
 
-mod support;
-
+use crate::support::recovery::{VCT, browser, credential_listed_at, element, member};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use regain_dev_idv::keys::SigningKey;
@@ -20,7 +19,6 @@ use regain_server::store::{Store, now};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use support::recovery::{VCT, browser, credential_listed_at, element, member};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 fn free_port() -> u16 {
@@ -142,7 +140,7 @@ async fn recover(port: u16, login: &str, given: &str, family: &str, idv: &str) -
     let page = response.text().await.unwrap();
     let url = element(&page, "wallet-link").expect("a presentation request");
     let issued = credential_listed_at(&format!("{idv}/status/1"), given, family, 0);
-    let body = support::recovery::wallet_answer(&url, &issued);
+    let body = crate::support::recovery::wallet_answer(&url, &issued);
     let answer: serde_json::Value = reqwest::Client::new()
         .post(format!("{base}/recover/response"))
         .header("content-type", "application/x-www-form-urlencoded")

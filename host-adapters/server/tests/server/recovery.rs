@@ -11,8 +11,8 @@
     reason = "a failing test panics with the reason"
 )]
 
-mod support;
-
+use crate::support::databases;
+use crate::support::recovery::{FaceDouble, credential, trust, wallet_answer};
 use regain_core::env::AuditKind as CoreKind;
 use regain_core::policy::DEFAULT_POLICIES;
 use regain_host::reload::DeploymentStore;
@@ -25,8 +25,6 @@ use regain_server::adapter::ServerAdapter;
 use regain_server::store::{Passes, Redemption, now};
 use regain_server::trust::TrustSource;
 use std::sync::Arc;
-use support::databases;
-use support::recovery::{FaceDouble, credential, trust, wallet_answer};
 
 const CONFIG: &str = r#"
 scope_group = "recovery"

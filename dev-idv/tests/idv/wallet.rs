@@ -10,8 +10,7 @@
     reason = "a failing test panics with the reason"
 )]
 
-mod support;
-
+use crate::support::{Random, http, serve, start_idv, verify, verify_presentation};
 use axum::extract::State;
 use axum::routing::post;
 use regain_core::openid4vp::{PresentationRequest as Request, RequestParams, build_request, parse_direct_post};
@@ -21,7 +20,6 @@ use regain_dev_idv::wallet::{CredentialOffer, PresentationRequest, WalletError};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
-use support::{Random, http, serve, start_idv, verify, verify_presentation};
 
 /// What the verifier saw: the request it made and the presentation it received.
 #[derive(Default)]

@@ -10,8 +10,7 @@
     reason = "a failing test panics with the reason"
 )]
 
-mod support;
-
+use crate::support::{CLIENT_ID, HttpTrust, REDIRECT_URI, http, start_idv};
 use regain_core::ida::{FACE_METHODS, IdTokenExpectations, VerifiedIdentity, verify_id_token};
 use regain_core::jose::{Alg, b64url_encode};
 use regain_core::openid4vp::percent_encode;
@@ -22,7 +21,6 @@ use regain_dev_idv::wallet::query_params;
 use reqwest::StatusCode;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
-use support::{CLIENT_ID, HttpTrust, REDIRECT_URI, http, start_idv};
 
 const VERIFIER: &str = "a-code-verifier-of-enough-length-0123456789abcdef";
 
