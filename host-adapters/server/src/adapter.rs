@@ -95,6 +95,8 @@ pub struct ServerAdapter {
     deployments: DeploymentStore,
     trust: Arc<TrustSource>,
     face: Arc<dyn FaceService>,
+    /// Keycloak as the directory: users, credentials and sessions live there.
+    keycloak: Option<Arc<crate::keycloak::Keycloak>>,
 }
 
 impl ServerAdapter {
@@ -106,7 +108,15 @@ impl ServerAdapter {
         trust: Arc<TrustSource>,
         face: Arc<dyn FaceService>,
     ) -> Self {
-        Self { store, passes, deployments, trust, face }
+        Self { store, passes, deployments, trust, face, keycloak: None }
+    }
+
+    /// The same adapter with Keycloak as the directory: users are looked up, passes issued,
+    /// methods and sessions revoked in Keycloak; audit events stay in this server's database.
+    #[must_use]
+    pub fn with_keycloak(mut self, keycloak: Arc<crate::keycloak::Keycloak>) -> Self {
+        self.keycloak = Some(keycloak);
+        self
     }
 
     /// Keeps a captured selfie until its comparison (at most ten minutes) and answers the
@@ -126,6 +136,9 @@ fn unavailable<E: std::fmt::Display>(e: E) -> String {
 
 impl regain_host::Directory for ServerAdapter {
     async fn find_user_by_login(&self, login: String) -> Result<Option<User>, DirectoryError> {
+        if let Some(keycloak) = &self.keycloak {
+            return keycloak.find_user_by_login(&login).await;
+        }
         let found = self.store.user_by_login(&login).await.map_err(|e| DirectoryError::Unavailable(unavailable(e)))?;
         Ok(found.map(|a| User {
             id: a.id,
@@ -142,6 +155,9 @@ impl regain_host::Directory for ServerAdapter {
     }
 
     async fn count_users_by_name(&self, given_name: String, family_name: String) -> Result<u32, DirectoryError> {
+        if let Some(keycloak) = &self.keycloak {
+            return keycloak.count_users_by_name(&given_name, &family_name).await;
+        }
         let count = self
             .store
             .count_users_by_name(&given_name, &family_name)
@@ -153,6 +169,9 @@ impl regain_host::Directory for ServerAdapter {
 
 impl regain_host::Credentials for ServerAdapter {
     async fn issue_tap(&self, request: TapRequest) -> Result<IssuedTap, CredentialError> {
+        if let Some(keycloak) = &self.keycloak {
+            return keycloak.issue_tap(&request).await;
+        }
         let issued = self
             .passes
             .issue(
@@ -173,6 +192,9 @@ impl regain_host::Credentials for ServerAdapter {
     }
 
     async fn revoke_methods(&self, user_id: String, kinds: Vec<MethodKind>) -> Result<u32, CredentialError> {
+        if let Some(keycloak) = &self.keycloak {
+            return keycloak.revoke_methods(&user_id, &kinds).await;
+        }
         let mut removed = 0;
         for kind in kinds {
             let done = match kind {
@@ -191,10 +213,16 @@ impl regain_host::Credentials for ServerAdapter {
     }
 
     async fn require_registration(&self, user_id: String) -> Result<(), CredentialError> {
+        if let Some(keycloak) = &self.keycloak {
+            return keycloak.require_registration(&user_id).await;
+        }
         self.store.set_must_register(&user_id, true).await.map_err(|e| CredentialError::Unavailable(unavailable(e)))
     }
 
     async fn revoke_sessions(&self, user_id: String) -> Result<u32, CredentialError> {
+        if let Some(keycloak) = &self.keycloak {
+            return keycloak.revoke_sessions(&user_id).await;
+        }
         let ended = self
             .store
             .revoke_browser_sessions(&user_id, now())

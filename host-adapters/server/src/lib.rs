@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod adapter;
 pub mod admin;
 pub mod auth;
+pub mod keycloak;
 pub mod mail;
 pub mod not_me;
 pub mod oidc;

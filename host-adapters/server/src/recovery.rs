@@ -8,6 +8,7 @@
 //! the same-device browser comes back with the response code, the cross-device page polls.
 
 use crate::adapter::ServerAdapter;
+use crate::keycloak::{Keycloak, Outcome, RecoveryRequest};
 use crate::provider::{AuthRequest, Provider, escape, hidden, invalid, page, server_error};
 use crate::store::{Store, digest, now, random_hex};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Form, FromRequestParts, Query, State};
@@ -64,6 +65,8 @@ pub struct Recovery {
     deployment: Arc<str>,
     limits: Limits,
     http: reqwest::Client,
+    /// Keycloak, when recoveries begin and end at its authentication flow.
+    keycloak: Option<Arc<Keycloak>>,
 }
 
 /// The client's address, when the server was started with connection information.
@@ -104,6 +107,9 @@ struct Flow {
     /// OIDC4IDA: the PKCE verifier of the redirect in progress.
     code_verifier: Option<String>,
     view: View,
+    /// The Keycloak request the flow answers, when it began at Keycloak.
+    #[serde(default)]
+    keycloak: Option<RecoveryRequest>,
 }
 
 impl Flow {
@@ -134,7 +140,15 @@ impl Recovery {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Self { provider, host, adapter, deployments, deployment: deployment.into(), limits, http })
+        Ok(Self { provider, host, adapter, deployments, deployment: deployment.into(), limits, http, keycloak: None })
+    }
+
+    /// The same service with recoveries that begin and end at Keycloak's authentication
+    /// flow (`/recover/keycloak`); the adapter should have Keycloak as its directory too.
+    #[must_use]
+    pub fn with_keycloak(mut self, keycloak: Arc<Keycloak>) -> Self {
+        self.keycloak = Some(keycloak);
+        self
     }
 
     /// The recovery routes.
@@ -146,6 +160,7 @@ impl Recovery {
             .route("/recover/response", post(wallet_response).layer(DefaultBodyLimit::max(MAX_PRESENTATION)))
             .route("/recover/selfie", post(selfie).layer(DefaultBodyLimit::max(MAX_SELFIE + 4096)))
             .route("/recover/provider-callback", get(provider_callback))
+            .route("/recover/keycloak", get(keycloak_page).post(keycloak_start))
             .with_state(self)
     }
 
@@ -208,7 +223,8 @@ impl Recovery {
                     tracing::error!("a pass was issued on a wallet request; it is not shown");
                     return StatusCode::INTERNAL_SERVER_ERROR.into_response();
                 }
-                return no_store(pass_page(&flow, &pass.secret, pass.expires_at, pass.one_time));
+                let back = self.back_to_keycloak(&flow, Outcome::Completed, None);
+                return no_store(pass_page(&flow, &pass.secret, pass.expires_at, pass.one_time, &back));
             }
             Step::EvaluationCompleted(outcome) => {
                 crate::ops::metrics().count("recovery", "evaluated");
@@ -224,7 +240,7 @@ impl Recovery {
                 if let Err(e) = self.store().delete_session(rid).await {
                     return server_error(&e.to_string());
                 }
-                ending_page(&view)
+                ending_page(&view, &self.ending_back(&flow, &view))
             }
             (Some(view), Caller::Wallet) => {
                 // The browser learns the outcome at its next visit.
@@ -423,66 +439,207 @@ async fn start(State(r): State<Recovery>, Peer(peer): Peer, Form(form): Form<Sta
     {
         return response;
     }
-    let t = now();
-    let window = t - t.rem_euclid(WINDOW_SECONDS);
-    let address = peer.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-    // Counted before the login is looked up, so the answer says nothing about the login.
-    let login_key = format!("recover-login:{}", digest(&form.login.trim().to_lowercase()));
-    let (by_address, by_login) = match (
-        r.store().hit(&format!("recover-addr:{address}"), window).await,
-        r.store().hit(&login_key, window).await,
-    ) {
-        (Ok(a), Ok(l)) => (a, l),
-        (Err(e), _) | (_, Err(e)) => return server_error(&e.to_string()),
-    };
-    if by_address > r.limits.per_address || by_login > r.limits.per_login {
-        return message_page(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many attempts",
-            "Too many recovery attempts; try again in an hour.",
-        );
-    }
-    let cross_device = form.device == "other";
-    let client = ClientInfo {
-        address: peer.map(|ip| ip.to_string()),
-        country: None,
-        cross_device,
-        recent_attempts: u32::try_from(by_login.saturating_sub(1)).unwrap_or(u32::MAX),
-    };
-    let t1 = match r.host.start(r.adapter.clone(), &r.deployment, form.login.trim(), &client).await {
-        Ok(Ok(t1)) => t1,
-        Ok(Err(FlowError::InvalidLogin(_))) => {
-            return start_form(&form.req, Some("Enter the login you use to sign in."));
+    let login = form.login.trim().to_owned();
+    let req = form.req.clone();
+    r.begin(peer, login, form.device == "other", form.req, None, move || {
+        start_form(&req, Some("Enter the login you use to sign in."))
+    })
+    .await
+}
+
+impl Recovery {
+    /// Starts a flow for `login` (rate limits first, counted before the login is looked up,
+    /// so the answer says nothing about it) and sets the browser's recovery cookie.
+    async fn begin(
+        &self,
+        peer: Option<IpAddr>,
+        login: String,
+        cross_device: bool,
+        auth: AuthRequest,
+        keycloak: Option<RecoveryRequest>,
+        invalid_login: impl FnOnce() -> Response,
+    ) -> Response {
+        let r = self;
+        let t = now();
+        let window = t - t.rem_euclid(WINDOW_SECONDS);
+        let address = peer.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        let login_key = format!("recover-login:{}", digest(&login.to_lowercase()));
+        let (by_address, by_login) = match (
+            r.store().hit(&format!("recover-addr:{address}"), window).await,
+            r.store().hit(&login_key, window).await,
+        ) {
+            (Ok(a), Ok(l)) => (a, l),
+            (Err(e), _) | (_, Err(e)) => return server_error(&e.to_string()),
+        };
+        if by_address > r.limits.per_address || by_login > r.limits.per_login {
+            return message_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many attempts",
+                "Too many recovery attempts; try again in an hour.",
+            );
         }
-        Ok(Err(e)) => return server_error(&format!("plugin: {e:?}")),
-        Err(e) => return server_error(&format!("plugin call: {e}")),
+        let client = ClientInfo {
+            address: peer.map(|ip| ip.to_string()),
+            country: None,
+            cross_device,
+            recent_attempts: u32::try_from(by_login.saturating_sub(1)).unwrap_or(u32::MAX),
+        };
+        let t1 = match r.host.start(r.adapter.clone(), &r.deployment, &login, &client).await {
+            Ok(Ok(t1)) => t1,
+            Ok(Err(FlowError::InvalidLogin(_))) => return invalid_login(),
+            Ok(Err(e)) => return server_error(&format!("plugin: {e:?}")),
+            Err(e) => return server_error(&format!("plugin call: {e}")),
+        };
+        let rid = match random_hex(32) {
+            Ok(rid) => rid,
+            Err(e) => return server_error(&e.to_string()),
+        };
+        let flow = Flow {
+            state: String::new(),
+            auth,
+            login,
+            code_verifier: None,
+            view: View::Present { url: String::new(), cross_device },
+            keycloak,
+        };
+        // The row exists (leased) before the first step is stored.
+        let created = async {
+            let bytes = serde_json::to_vec(&flow).map_err(|e| e.to_string())?;
+            r.store().put_session(&rid, &bytes, t, t + FLOW_SECONDS).await.map_err(|e| e.to_string())?;
+            r.store().lease_session(&rid, t, LEASE_SECONDS).await.map_err(|e| e.to_string())
+        };
+        if let Err(e) = created.await {
+            return server_error(&e);
+        }
+        let mut response = r.advance(&rid, flow, t1, Caller::Browser).await;
+        let cookie = format!("{COOKIE}={rid}; Path=/recover; HttpOnly; SameSite=Lax; Max-Age={FLOW_SECONDS}");
+        if let Ok(value) = cookie.parse() {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+        response
+    }
+}
+
+/// The Keycloak request the recovery start page carries.
+#[derive(Deserialize)]
+struct KeycloakStart {
+    #[serde(default)]
+    request: String,
+    #[serde(default)]
+    device: String,
+}
+
+impl Recovery {
+    /// The request token, verified against the shared secret, the realm and this server.
+    #[expect(clippy::result_large_err, reason = "the error is the page to answer, built once per refused request")]
+    fn keycloak_request(&self, token: &str) -> Result<RecoveryRequest, Response> {
+        let Some(keycloak) = self.keycloak.as_deref() else {
+            return Err(message_page(StatusCode::NOT_FOUND, "Not available", "Recovery from Keycloak is not set up."));
+        };
+        crate::keycloak::check_request(
+            keycloak.shared_secret(),
+            token,
+            &keycloak.realm_issuer(),
+            &self.provider.issuer,
+            now(),
+        )
+        .map_err(|e| {
+            tracing::warn!(reason = %e, "Keycloak recovery request refused");
+            message_page(
+                StatusCode::BAD_REQUEST,
+                "Recovery link not valid",
+                "This recovery link is not valid or has expired. Go back to the sign-in page and choose \"Recover your account\" again.",
+            )
+        })
+    }
+
+    /// The form that takes the browser back to Keycloak with the signed result; empty for
+    /// flows that did not begin at Keycloak.
+    fn back_to_keycloak(&self, flow: &Flow, outcome: Outcome, reference: Option<&str>) -> String {
+        let (Some(keycloak), Some(request)) = (self.keycloak.as_deref(), flow.keycloak.as_ref()) else {
+            return String::new();
+        };
+        let token = match crate::keycloak::result_token(
+            keycloak.shared_secret(),
+            &self.provider.issuer,
+            &keycloak.realm_issuer(),
+            request,
+            outcome,
+            reference,
+            now(),
+        ) {
+            Ok(token) => token,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot sign the recovery result");
+                return String::new();
+            }
+        };
+        format!(
+            "<form method=\"post\" action=\"{}\" id=\"back-to-sign-in\">\
+             <input type=\"hidden\" name=\"regain_result\" value=\"{}\">\
+             <button>Continue to sign in</button></form>",
+            escape(&request.return_url),
+            escape(&token)
+        )
+    }
+
+    /// The way back to Keycloak after a flow ended without a pass.
+    fn ending_back(&self, flow: &Flow, view: &View) -> String {
+        match view {
+            View::Failed { reference } => self.back_to_keycloak(flow, Outcome::Failed, Some(reference)),
+            View::Evaluated { .. } => self.back_to_keycloak(flow, Outcome::EvaluationCompleted, None),
+            _ => String::new(),
+        }
+    }
+}
+
+/// `GET /recover/keycloak?request=...`: where Keycloak's "Recover your account" sends the
+/// browser. The request is checked here and consumed when the user starts.
+async fn keycloak_page(State(r): State<Recovery>, Query(q): Query<KeycloakStart>) -> Response {
+    let request = match r.keycloak_request(&q.request) {
+        Ok(found) => found,
+        Err(page) => return page,
     };
-    let rid = match random_hex(32) {
-        Ok(rid) => rid,
+    let body = format!(
+        "<p>Lost every way to sign in? Prove who you are with an identity document and a selfie, \
+         and get a Temporary Access Pass to register a new sign-in method.</p>\
+         <p>Recovering the account <strong>{login}</strong>.</p>\
+         <form method=\"post\" action=\"/recover/keycloak\">\
+         <input type=\"hidden\" name=\"request\" value=\"{token}\">\
+         <fieldset><legend>Where is your wallet app?</legend>\
+         <label><input type=\"radio\" name=\"device\" value=\"same\" checked> On this device</label>\
+         <label><input type=\"radio\" name=\"device\" value=\"other\"> On another device (show a code to scan)</label>\
+         </fieldset><button>Start recovery</button></form>",
+        login = escape(&request.login),
+        token = escape(&q.request)
+    );
+    no_store((StatusCode::OK, Html(page("Recover your account", &body))).into_response())
+}
+
+/// `POST /recover/keycloak`: the request is accepted once, then the flow starts for the
+/// user Keycloak named.
+async fn keycloak_start(State(r): State<Recovery>, Peer(peer): Peer, Form(form): Form<KeycloakStart>) -> Response {
+    let request = match r.keycloak_request(&form.request) {
+        Ok(request) => request,
+        Err(page) => return page,
+    };
+    match r.store().consume_once("keycloak-request", &request.jti, request.exp).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!("Keycloak recovery request used twice");
+            return message_page(
+                StatusCode::BAD_REQUEST,
+                "Recovery link already used",
+                "This recovery link was already used. Go back to the sign-in page and choose \"Recover your account\" again.",
+            );
+        }
         Err(e) => return server_error(&e.to_string()),
-    };
-    let flow = Flow {
-        state: String::new(),
-        auth: form.req,
-        login: form.login.trim().to_owned(),
-        code_verifier: None,
-        view: View::Present { url: String::new(), cross_device },
-    };
-    // The row exists (leased) before the first step is stored.
-    let created = async {
-        let bytes = serde_json::to_vec(&flow).map_err(|e| e.to_string())?;
-        r.store().put_session(&rid, &bytes, t, t + FLOW_SECONDS).await.map_err(|e| e.to_string())?;
-        r.store().lease_session(&rid, t, LEASE_SECONDS).await.map_err(|e| e.to_string())
-    };
-    if let Err(e) = created.await {
-        return server_error(&e);
     }
-    let mut response = r.advance(&rid, flow, t1, Caller::Browser).await;
-    let cookie = format!("{COOKIE}={rid}; Path=/recover; HttpOnly; SameSite=Lax; Max-Age={FLOW_SECONDS}");
-    if let Ok(value) = cookie.parse() {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
-    response
+    let login = request.login.clone();
+    r.begin(peer, login, form.device == "other", AuthRequest::default(), Some(request), || {
+        message_page(StatusCode::BAD_REQUEST, "Recovery not possible", "This account cannot be recovered here.")
+    })
+    .await
 }
 
 /// The continue page's query: the response code a same-device wallet redirect brings.
@@ -514,7 +671,7 @@ async fn resume_page(State(r): State<Recovery>, headers: HeaderMap, Query(q): Qu
             if let Err(e) = r.store().delete_session(&rid).await {
                 return server_error(&e.to_string());
             }
-            ending_page(ending)
+            ending_page(ending, &r.ending_back(&flow, ending))
         }
         view => view_page(view, None),
     }
@@ -708,12 +865,12 @@ fn view_page(view: &View, message: Option<&str>) -> Response {
             "Continue at your verification provider",
             format!("{alert}<p><a href=\"{}\">Continue to your verification provider</a></p>", escape(url)),
         ),
-        ending @ (View::Failed { .. } | View::Evaluated { .. }) => return ending_page(ending),
+        ending @ (View::Failed { .. } | View::Evaluated { .. }) => return ending_page(ending, ""),
     };
     no_store((StatusCode::OK, Html(page(title, &body))).into_response())
 }
 
-fn ending_page(view: &View) -> Response {
+fn ending_page(view: &View, back: &str) -> Response {
     let (title, body) = match view {
         View::Failed { reference } => (
             "We could not restore your access",
@@ -731,13 +888,15 @@ fn ending_page(view: &View) -> Response {
         ),
         _ => ("Recovery", String::new()),
     };
-    no_store((StatusCode::OK, Html(page(title, &body))).into_response())
+    no_store((StatusCode::OK, Html(page(title, &format!("{body}{back}")))).into_response())
 }
 
-fn pass_page(flow: &Flow, secret: &str, expires_at: u64, one_time: bool) -> Response {
+fn pass_page(flow: &Flow, secret: &str, expires_at: u64, one_time: bool, back: &str) -> Response {
     let expires = regain_core::json::rfc3339(expires_at);
     let uses = if one_time { "It works once." } else { "It works until it expires." };
-    let sign_in = if flow.auth.client_id.is_empty() {
+    let sign_in = if !back.is_empty() {
+        format!("<p>Go back to sign in, and enter the pass when you are asked for it.</p>{back}")
+    } else if flow.auth.client_id.is_empty() {
         "<p>Use it at your application's sign-in page under \"Sign in another way\".</p>".to_owned()
     } else {
         format!(

@@ -36,6 +36,10 @@ pub struct ServerConfig {
     /// table they stay queued in the outbox.
     #[serde(default)]
     pub mail: Option<crate::mail::MailConfig>,
+    /// Keycloak as the directory: the recovery service behind the Regain provider installed
+    /// in Keycloak. Needs `[recovery]`.
+    #[serde(default)]
+    pub keycloak: Option<crate::keycloak::KeycloakConfig>,
 }
 
 /// `[recovery]` of `regain-server.toml`.
@@ -106,6 +110,7 @@ impl ServerConfig {
 /// material from the deployment's providers and the face service.
 fn recovery(
     settings: &RecoveryConfig,
+    keycloak: Option<&crate::keycloak::KeycloakConfig>,
     config_path: &Path,
     provider: &Provider,
     component: Option<&Path>,
@@ -125,12 +130,26 @@ fn recovery(
         Some(url) => Arc::new(HttpFaceService::new(url).map_err(anyhow::Error::msg)?),
         None => Arc::new(NoFaceService),
     };
-    let adapter =
+    let mut adapter =
         ServerAdapter::new(provider.store.clone(), provider.passes.clone(), deployments.clone(), Arc::new(trust), face);
+    let keycloak = match keycloak {
+        Some(settings) => {
+            let keycloak =
+                Arc::new(crate::keycloak::Keycloak::new(settings.clone(), base).map_err(anyhow::Error::msg)?);
+            adapter = adapter.with_keycloak(keycloak.clone());
+            Some(keycloak)
+        }
+        None => None,
+    };
     let source = component.map_or(ComponentSource::Bundled, ComponentSource::File);
     let host = PluginHost::new(SandboxConfig::default(), source).context("cannot load the plugin component")?;
     let limits = Limits { per_address: settings.starts_per_address, per_login: settings.starts_per_login };
-    Recovery::new(provider.clone(), host, adapter, deployments, DEPLOYMENT, limits).map_err(anyhow::Error::msg)
+    let service =
+        Recovery::new(provider.clone(), host, adapter, deployments, DEPLOYMENT, limits).map_err(anyhow::Error::msg)?;
+    Ok(match keycloak {
+        Some(keycloak) => service.with_keycloak(keycloak),
+        None => service,
+    })
 }
 
 /// Resolves at SIGINT (Ctrl-C) or SIGTERM (service managers, containers).
@@ -163,8 +182,12 @@ pub async fn run(
     let store = Store::open(&config.database(config_path)).await.context("cannot open the database")?;
     let provider = Provider::new(&config.issuer, config.clients.clone(), store).await.map_err(anyhow::Error::msg)?;
     let mut router = provider.clone().router();
-    if let Some(settings) = &config.recovery {
-        router = router.merge(recovery(settings, config_path, &provider, component)?.router());
+    match (&config.recovery, &config.keycloak) {
+        (Some(settings), keycloak) => {
+            router = router.merge(recovery(settings, keycloak.as_ref(), config_path, &provider, component)?.router());
+        }
+        (None, Some(_)) => bail!("{}: [keycloak] needs a [recovery] table", config_path.display()),
+        (None, None) => {}
     }
     let _sender = match &config.mail {
         Some(mail) => {

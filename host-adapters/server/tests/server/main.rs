@@ -2,6 +2,14 @@
 //! Provider, recovery pages, passkeys, mail, operations, ...), and `support` holds their
 //! shared set-up. One binary links the server once instead of once per area.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a failing test panics with the reason"
+)]
+
 mod support;
 
 mod admin;
