@@ -519,6 +519,7 @@ impl Keycloak {
             .map_err(|e| CredentialError::Unavailable(unavailable(e)))?
             .ok_or(CredentialError::UserNotFound)?;
         let mut removed = 0u32;
+        let mut removed_password = false;
         for credential in credentials.as_array().map(Vec::as_slice).unwrap_or_default() {
             let kind = credential.get("type").and_then(Value::as_str).unwrap_or_default();
             let Some(id) = credential.get("id").and_then(Value::as_str) else { continue };
@@ -527,26 +528,41 @@ impl Keycloak {
                     .await
                     .map_err(|e| CredentialError::Unavailable(unavailable(e)))?;
                 removed += 1;
+                if kind == "password" {
+                    removed_password = true;
+                }
             }
+        }
+        // Without a password the username-and-password step cannot be passed again: the user
+        // chooses a new one after signing in with the pass.
+        if removed_password {
+            self.add_required_actions(user_id, &["UPDATE_PASSWORD"]).await?;
         }
         Ok(removed)
     }
 
     /// Puts the configured required action on the user: the next sign-in registers a method.
     pub async fn require_registration(&self, user_id: &str) -> Result<(), CredentialError> {
+        self.add_required_actions(user_id, &[self.config.required_action.as_str()]).await
+    }
+
+    /// Adds required actions to the user (those already there stay).
+    async fn add_required_actions(&self, user_id: &str, actions: &[&str]) -> Result<(), CredentialError> {
         let mut rep = self
             .get(&format!("/users/{user_id}"), &[])
             .await
             .map_err(|e| CredentialError::Unavailable(unavailable(e)))?
             .ok_or(CredentialError::UserNotFound)?;
-        let action = Value::String(self.config.required_action.clone());
         // The whole representation goes back: a partial one may drop attributes.
         if let Some(map) = rep.as_object_mut() {
-            let actions = map.entry("requiredActions").or_insert_with(|| Value::Array(Vec::new()));
-            if let Some(list) = actions.as_array_mut()
-                && !list.contains(&action)
-            {
-                list.push(action);
+            let required = map.entry("requiredActions").or_insert_with(|| Value::Array(Vec::new()));
+            if let Some(list) = required.as_array_mut() {
+                for action in actions {
+                    let action = Value::String((*action).to_owned());
+                    if !list.contains(&action) {
+                        list.push(action);
+                    }
+                }
             }
         }
         self.send(reqwest::Method::PUT, self.admin(&format!("/users/{user_id}")), Some(&rep))

@@ -7,6 +7,7 @@ pub mod adapter;
 pub mod admin;
 pub mod auth;
 pub mod keycloak;
+pub mod keycloak_setup;
 pub mod mail;
 pub mod not_me;
 pub mod oidc;

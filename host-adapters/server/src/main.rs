@@ -75,6 +75,11 @@ enum Command {
         #[command(subcommand)]
         command: TapCommand,
     },
+    /// Install Regain into a Keycloak realm.
+    Keycloak {
+        #[command(subcommand)]
+        command: KeycloakCommand,
+    },
     /// Write the JSON Schemas of the configuration, audit events and policy test files.
     Schemas {
         /// The directory to write them to.
@@ -98,6 +103,41 @@ enum AuditCommand {
     },
     /// Show audit events matching filters, oldest first: a table, or JSON lines with `--json`.
     Query(admin_cli::AuditQueryArgs),
+}
+
+#[derive(Subcommand)]
+enum KeycloakCommand {
+    /// Set up a realm through the Admin REST API (again to update it): the service client
+    /// and its roles, the `regain-browser` flow with "Recover your account", the
+    /// authenticator's configuration; writes the service client's secret to a file.
+    Setup(KeycloakSetupArgs),
+}
+
+/// Arguments of `regain keycloak setup`.
+#[derive(clap::Args)]
+struct KeycloakSetupArgs {
+    /// Keycloak's base URL.
+    #[arg(long)]
+    url: String,
+    /// The realm.
+    #[arg(long)]
+    realm: String,
+    /// An administrator of the `master` realm; the password comes from `KEYCLOAK_ADMIN_PASSWORD`.
+    #[arg(long, default_value = "admin")]
+    admin_user: String,
+    /// The recovery service's public URL (the `issuer` of its `regain-server.toml`).
+    #[arg(long)]
+    service_url: String,
+    /// A file holding the secret shared by the authenticator and the service (32 characters
+    /// or more).
+    #[arg(long)]
+    shared_secret_file: PathBuf,
+    /// Where to write the service client's secret (the service's `client_secret_file`).
+    #[arg(long)]
+    client_secret_out: PathBuf,
+    /// What users register after signing in with a pass.
+    #[arg(long, default_value = "CONFIGURE_TOTP", value_parser = ["CONFIGURE_TOTP", "webauthn-register"])]
+    required_action: String,
 }
 
 #[derive(Subcommand)]
@@ -193,7 +233,46 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             serve::export_audit(&server, since, user.as_deref()).await
         }
         Command::Audit { command: AuditCommand::Query(args) } => admin_cli::query(&args).await,
+        Command::Keycloak { command: KeycloakCommand::Setup(args) } => keycloak_setup(&args).await,
     }
+}
+
+async fn keycloak_setup(args: &KeycloakSetupArgs) -> anyhow::Result<ExitCode> {
+    let admin_password = std::env::var("KEYCLOAK_ADMIN_PASSWORD")
+        .context("set KEYCLOAK_ADMIN_PASSWORD to the administrator's password")?;
+    let shared_secret = std::fs::read_to_string(&args.shared_secret_file)
+        .with_context(|| format!("cannot read `{}`", args.shared_secret_file.display()))?;
+    let setup = regain_server::keycloak_setup::Setup {
+        url: args.url.clone(),
+        realm: args.realm.clone(),
+        admin_user: args.admin_user.clone(),
+        admin_password,
+        service_url: args.service_url.clone(),
+        shared_secret: shared_secret.trim().to_owned(),
+        required_action: args.required_action.clone(),
+    };
+    let report = regain_server::keycloak_setup::setup(&setup).await.map_err(anyhow::Error::msg)?;
+    write_secret(&args.client_secret_out, &report.client_secret)
+        .with_context(|| format!("cannot write `{}`", args.client_secret_out.display()))?;
+    let flow = if report.flow_created { "created" } else { "kept (configuration updated)" };
+    println!(
+        "realm `{}`: client `{}` ready (secret in {}); flow `{}` {flow} and bound as the browser flow",
+        args.realm,
+        regain_server::keycloak_setup::SERVICE_CLIENT,
+        args.client_secret_out.display(),
+        regain_server::keycloak_setup::FLOW
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a secret to a file only its owner can read.
+fn write_secret(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(secret.as_bytes())
 }
 
 fn info(component: Option<&PathBuf>) -> anyhow::Result<ExitCode> {
