@@ -11,18 +11,15 @@
     reason = "a failing test panics with the reason"
 )]
 
-use base64::Engine as _;
+mod support;
+
 use regain_core::env::AuditKind;
-use regain_dev_idv::fixtures::Fixtures;
 use regain_dev_idv::wallet::client::Wallet;
 use regain_server::store::{Store, now};
 use reqwest::StatusCode;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use support::{element, free_port, selfie_data, wait_until_up};
 
 /// The demo's processes, stopped (SIGTERM, so the launcher stops its children) on drop.
 struct Demo {
@@ -67,20 +64,9 @@ impl Demo {
             dir,
             launcher,
         };
-        // A start-up guard, not a speed assertion.
-        for url in
-            [format!("{}/healthz", demo.server), format!("{}/healthz", demo.idv), format!("http://localhost:{app}/")]
-        {
-            let mut up = false;
-            for _ in 0..900 {
-                if reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) {
-                    up = true;
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            assert!(up, "{url} did not come up");
-        }
+        let urls =
+            [format!("{}/healthz", demo.server), format!("{}/healthz", demo.idv), format!("http://localhost:{app}/")];
+        wait_until_up(&urls).await;
         demo
     }
 
@@ -102,21 +88,8 @@ impl Demo {
 
     /// A person verified at the dev IDV with `selfie`, their credential in a new wallet.
     async fn verified(&self, document: &str, selfie: &str) -> Wallet {
-        let answer: serde_json::Value = reqwest::Client::new()
-            .post(format!("{}/verify", self.idv))
-            .header("accept", "application/json")
-            .form(&[("document", document), ("selfie", selfie)])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(answer["passed"], true, "{answer}");
         let path = self.dir.path().join(format!("wallet-{document}-{}.json", now()));
-        let wallet = Wallet::open(&path).unwrap();
-        wallet.receive(answer["credential_offer_url"].as_str().unwrap()).await.unwrap();
-        wallet
+        support::verified(&self.idv, document, selfie, &path).await
     }
 
     /// Starts a recovery in a new browser; answers the browser and the page.
@@ -162,9 +135,7 @@ impl Demo {
         if !page.contains("selfie-form") {
             return page;
         }
-        let image = Fixtures::generate().selfie(selfie).unwrap().image.clone();
-        let data =
-            format!("data:image/x-portable-graymap;base64,{}", base64::engine::general_purpose::STANDARD.encode(image));
+        let data = selfie_data(selfie);
         let response = browser.post(format!("{}/recover/selfie", self.server)).form(&[("selfie", data)]).send().await;
         let page = response.unwrap().text().await.unwrap();
         if let Some(pass) = element(&page, "tap") {
@@ -174,18 +145,6 @@ impl Demo {
         }
         page
     }
-}
-
-/// The text of the element with `id` (`href` for links).
-fn element(page: &str, id: &str) -> Option<String> {
-    let at = page.find(&format!("id=\"{id}\""))?;
-    let tag = page.get(page.get(..at)?.rfind('<')?..)?;
-    let text = if tag.starts_with("<a") {
-        tag.split_once("href=\"")?.1.split_once('"')?.0
-    } else {
-        tag.split_once('>')?.1.split_once('<')?.0
-    };
-    Some(text.replace("&amp;", "&").replace("&quot;", "\""))
 }
 
 async fn sign_in_with_pass(demo: &Demo, login: &str, pass: &str) -> String {
@@ -279,8 +238,7 @@ async fn an_expired_pass_and_unknown_logins_tell_nothing() {
     let (browser, _, page) = demo.begin("ana.silva@example.org").await;
     let answer = ana.present(&element(&page, "wallet-link").unwrap(), None).await.unwrap();
     browser.get(answer["redirect_uri"].as_str().unwrap()).send().await.unwrap();
-    let image = Fixtures::generate().selfie("ana-silva").unwrap().image.clone();
-    let data = base64::engine::general_purpose::STANDARD.encode(image);
+    let data = selfie_data("ana-silva");
     let page = browser
         .post(format!("{}/recover/selfie", demo.server))
         .form(&[("selfie", data)])

@@ -17,9 +17,10 @@
     reason = "a failing test panics with the reason"
 )]
 
+mod support;
+
 use base64::Engine as _;
 use regain_core::AuditKind;
-use regain_dev_idv::fixtures::Fixtures;
 use regain_dev_idv::wallet::client::Wallet;
 use regain_server::auth::Totp;
 use regain_server::store::{Store, now};
@@ -27,6 +28,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use support::{element, free_port, selfie_data, unescape, wait_until_up};
 
 /// The test client's redirect URI; the browser never follows it, the test reads the code.
 const CALLBACK: &str = "http://127.0.0.1:9/callback";
@@ -36,10 +38,6 @@ const SHARED_SECRET: &str = "test shared secret between Keycloak and the recover
 /// The PKCE verifier of every authorization request, and its S256 challenge.
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// The test Keycloak and an administrator's access to it.
 struct Keycloak {
@@ -255,18 +253,7 @@ impl World {
             .spawn()
             .unwrap();
         let world = Self { kc, realm, service, idv, dir, children: vec![idv_process, server_process] };
-        // A start-up guard, not a speed assertion.
-        for url in [format!("{}/healthz", world.service), format!("{}/healthz", world.idv)] {
-            let mut up = false;
-            for _ in 0..600 {
-                if reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) {
-                    up = true;
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            assert!(up, "{url} did not come up");
-        }
+        wait_until_up(&[format!("{}/healthz", world.service), format!("{}/healthz", world.idv)]).await;
         world
     }
 
@@ -293,20 +280,7 @@ impl World {
 
     /// `document`'s holder verified at the dev IDV, the credential in a new wallet.
     async fn verified(&self, document: &str) -> Wallet {
-        let answer: Value = reqwest::Client::new()
-            .post(format!("{}/verify", self.idv))
-            .header("accept", "application/json")
-            .form(&[("document", document), ("selfie", document)])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(answer["passed"], true, "{answer}");
-        let wallet = Wallet::open(&self.dir.path().join(format!("wallet-{document}.json"))).unwrap();
-        wallet.receive(answer["credential_offer_url"].as_str().unwrap()).await.unwrap();
-        wallet
+        support::verified(&self.idv, document, document, &self.dir.path().join(format!("wallet-{document}.json"))).await
     }
 
     /// A new browser at Keycloak's login page for the test client, signed in as far as the
@@ -350,9 +324,7 @@ impl World {
         if !page.body.contains("selfie-form") {
             return page;
         }
-        let image = Fixtures::generate().selfie(selfie).unwrap().image.clone();
-        let data =
-            format!("data:image/x-portable-graymap;base64,{}", base64::engine::general_purpose::STANDARD.encode(image));
+        let data = selfie_data(selfie);
         post(browser, &page, "selfie-form", &[("selfie", &data)]).await
     }
 
@@ -500,14 +472,6 @@ fn attribute(html: &str, name: &str) -> Option<String> {
     Some(unescape(value))
 }
 
-fn unescape(text: &str) -> String {
-    text.replace("&amp;", "&")
-        .replace("&quot;", "\"")
-        .replace("&#x2F;", "/")
-        .replace("&#47;", "/")
-        .replace("&#61;", "=")
-}
-
 /// The hidden inputs of a form, as name and value.
 fn hidden_fields(form: &str) -> Vec<(String, String)> {
     form.split("<input")
@@ -520,18 +484,6 @@ fn hidden_fields(form: &str) -> Vec<(String, String)> {
             Some((name, value))
         })
         .collect()
-}
-
-/// The text of the element with `id` (`href` for links).
-fn element(page: &str, id: &str) -> Option<String> {
-    let at = page.find(&format!("id=\"{id}\""))?;
-    let tag = page.get(page.get(..at)?.rfind('<')?..)?;
-    let text = if tag.starts_with("<a") {
-        tag.split_once("href=\"")?.1.split_once('"')?.0
-    } else {
-        tag.split_once('>')?.1.split_once('<')?.0
-    };
-    Some(unescape(text))
 }
 
 /// The claims of a JWT, unverified (the test reads what Keycloak issued to it).

@@ -1,0 +1,76 @@
+//! What the end-to-end tests share: ports, start-up guards, reading pages, and a person
+//! verified at the dev IDV with the credential in a dev wallet.
+
+#![allow(dead_code, reason = "each test binary uses part of the support")]
+
+use base64::Engine as _;
+use regain_dev_idv::fixtures::Fixtures;
+use regain_dev_idv::wallet::client::Wallet;
+use std::path::Path;
+use std::time::Duration;
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until every URL answers with success (a start-up guard, not a speed assertion).
+pub async fn wait_until_up(urls: &[String]) {
+    for url in urls {
+        let mut up = false;
+        for _ in 0..900 {
+            if reqwest::get(url).await.is_ok_and(|r| r.status().is_success()) {
+                up = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(up, "{url} did not come up");
+    }
+}
+
+/// The text of the element with `id` (`href` for links), unescaped.
+pub fn element(page: &str, id: &str) -> Option<String> {
+    let at = page.find(&format!("id=\"{id}\""))?;
+    let tag = page.get(page.get(..at)?.rfind('<')?..)?;
+    let text = if tag.starts_with("<a") {
+        tag.split_once("href=\"")?.1.split_once('"')?.0
+    } else {
+        tag.split_once('>')?.1.split_once('<')?.0
+    };
+    Some(unescape(text))
+}
+
+/// HTML character references as the servers under test write them.
+pub fn unescape(text: &str) -> String {
+    text.replace("&amp;", "&")
+        .replace("&quot;", "\"")
+        .replace("&#x2F;", "/")
+        .replace("&#47;", "/")
+        .replace("&#61;", "=")
+}
+
+/// The holder of `document`, verified at the dev IDV at `idv` with the selfie `selfie`, with
+/// the issued credential in a new wallet stored at `wallet`.
+pub async fn verified(idv: &str, document: &str, selfie: &str, wallet: &Path) -> Wallet {
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(format!("{idv}/verify"))
+        .header("accept", "application/json")
+        .form(&[("document", document), ("selfie", selfie)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["passed"], true, "{answer}");
+    let wallet = Wallet::open(wallet).unwrap();
+    wallet.receive(answer["credential_offer_url"].as_str().unwrap()).await.unwrap();
+    wallet
+}
+
+/// A selfie fixture as the selfie form posts it (a `data:` URL).
+pub fn selfie_data(selfie: &str) -> String {
+    let image = Fixtures::generate().selfie(selfie).unwrap().image.clone();
+    format!("data:image/x-portable-graymap;base64,{}", base64::engine::general_purpose::STANDARD.encode(image))
+}
