@@ -3,6 +3,8 @@
 
 #![allow(dead_code, reason = "each test binary uses part of the support")]
 
+pub mod keycloak;
+
 use base64::Engine as _;
 use regain_dev_idv::fixtures::Fixtures;
 use regain_dev_idv::wallet::client::Wallet;

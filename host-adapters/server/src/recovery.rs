@@ -67,6 +67,8 @@ pub struct Recovery {
     http: reqwest::Client,
     /// Keycloak, when recoveries begin and end at its authentication flow.
     keycloak: Option<Arc<Keycloak>>,
+    /// The deployment in use, parsed once per published bundle.
+    parsed: Arc<crate::trust::ParsedDeployment>,
 }
 
 /// The client's address, when the server was started with connection information.
@@ -140,7 +142,17 @@ impl Recovery {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Self { provider, host, adapter, deployments, deployment: deployment.into(), limits, http, keycloak: None })
+        Ok(Self {
+            provider,
+            host,
+            adapter,
+            deployments,
+            deployment: deployment.into(),
+            limits,
+            http,
+            keycloak: None,
+            parsed: Arc::default(),
+        })
     }
 
     /// The same service with recoveries that begin and end at Keycloak's authentication
@@ -323,11 +335,12 @@ impl Recovery {
     /// The OIDC4IDA profile whose authorization endpoint the browser was sent to.
     fn provider_profile(&self, url: &str) -> Option<regain_core::config::IdvProfile> {
         let bundle = self.deployments.get(&self.deployment)?;
-        let deployment = regain_core::config::Deployment::parse(&bundle.config.name, &bundle.config.text).ok()?;
+        let deployment = self.parsed.of(&bundle).ok()?;
         deployment
             .idvs
-            .into_iter()
+            .iter()
             .find(|p| p.oidc4ida.as_ref().is_some_and(|o| url.starts_with(&o.authorization_endpoint)))
+            .cloned()
     }
 }
 

@@ -2,11 +2,13 @@
 //! `jwks_file` or `jwks_uri`) and the status list tokens credentials point at, fetched over
 //! HTTP and cached. Material pinned in code (tests, offline set-ups) is served first.
 
+use regain_core::config::Deployment;
 use regain_host::reload::DeploymentStore;
+use regain_host::wit::deployment::Bundle;
 use regain_host::wit::trust::TrustError;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// How long fetched material is served before it is fetched again.
@@ -18,6 +20,26 @@ const STALE_IF_ERROR: Duration = Duration::from_secs(3600);
 const MAX_DOCUMENT: usize = 2 * 1024 * 1024;
 /// Time allowed for one fetch.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The deployment of the bundle served now, parsed once per published bundle rather than on
+/// every presentation.
+#[derive(Default)]
+pub(crate) struct ParsedDeployment(Mutex<Option<(Arc<Bundle>, Arc<Deployment>)>>);
+
+impl ParsedDeployment {
+    /// `bundle`'s deployment, parsed now if it is not the one parsed last.
+    pub(crate) fn of(&self, bundle: &Arc<Bundle>) -> Result<Arc<Deployment>, String> {
+        let mut last = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((seen, parsed)) = last.as_ref()
+            && Arc::ptr_eq(seen, bundle)
+        {
+            return Ok(parsed.clone());
+        }
+        let parsed = Arc::new(Deployment::parse(&bundle.config.name, &bundle.config.text).map_err(|e| e.to_string())?);
+        *last = Some((bundle.clone(), parsed.clone()));
+        Ok(parsed)
+    }
+}
 
 /// Trust material given in code: issuers' key sets and status list tokens, by issuer and by
 /// URI.
@@ -35,12 +57,19 @@ pub struct TrustSource {
     deployments: Option<(DeploymentStore, String)>,
     http: reqwest::Client,
     cache: Mutex<HashMap<String, (Instant, String)>>,
+    parsed: ParsedDeployment,
 }
 
 impl TrustSource {
     /// Only the given material; nothing is fetched.
     pub fn pinned(material: TrustMaterial) -> Self {
-        Self { pinned: RwLock::new(material), deployments: None, http: reqwest::Client::new(), cache: Mutex::default() }
+        Self {
+            pinned: RwLock::new(material),
+            deployments: None,
+            http: reqwest::Client::new(),
+            cache: Mutex::default(),
+            parsed: ParsedDeployment::default(),
+        }
     }
 
     /// Keys from the deployment `name`'s IDV profiles (`jwks_file` relative to the deployment
@@ -56,6 +85,7 @@ impl TrustSource {
             deployments: Some((deployments, name.to_owned())),
             http,
             cache: Mutex::default(),
+            parsed: ParsedDeployment::default(),
         })
     }
 
@@ -72,8 +102,7 @@ impl TrustSource {
         }
         let Some((deployments, name)) = &self.deployments else { return Err(TrustError::UnknownIssuer) };
         let bundle = deployments.get(name).ok_or(TrustError::UnknownIssuer)?;
-        let deployment = regain_core::config::Deployment::parse(&bundle.config.name, &bundle.config.text)
-            .map_err(|e| TrustError::Unavailable(e.to_string()))?;
+        let deployment = self.parsed.of(&bundle).map_err(TrustError::Unavailable)?;
         let profile = deployment.idvs.iter().find(|p| p.issuer == issuer).ok_or(TrustError::UnknownIssuer)?;
         if let Some(file) = &profile.jwks_file {
             let base = Path::new(&bundle.config.name).parent().unwrap_or(Path::new("."));
@@ -139,5 +168,37 @@ impl TrustSource {
             }
         }
         String::from_utf8(body).map_err(|_| format!("`{uri}` is not UTF-8"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a failing test panics with the reason")]
+
+    use super::*;
+    use regain_host::wit::types::SourceFile;
+
+    fn bundle(issuer: &str) -> Arc<Bundle> {
+        let text = format!(
+            "scope_group = \"staff\"\n[verifier]\nresponse_uri = \"https://r.example/vp\"\n\
+             [[idv]]\nid = \"idv\"\nissuer = \"{issuer}\"\nvct = [\"{issuer}/id\"]\ncountries = [\"*\"]\n"
+        );
+        Arc::new(Bundle { config: SourceFile { name: "regain.toml".into(), text }, policies: Vec::new() })
+    }
+
+    #[test]
+    fn a_bundle_is_parsed_once_and_a_new_one_again() {
+        let parsed = ParsedDeployment::default();
+        let first = bundle("https://a.example");
+        let one = parsed.of(&first).unwrap();
+        assert!(Arc::ptr_eq(&one, &parsed.of(&first).unwrap()));
+        let reloaded = parsed.of(&bundle("https://b.example")).unwrap();
+        assert_eq!(reloaded.idvs.first().map(|p| p.issuer.as_str()), Some("https://b.example"));
+        assert!(!Arc::ptr_eq(&one, &reloaded));
+        let broken = Arc::new(Bundle {
+            config: SourceFile { name: "regain.toml".into(), text: "scope_group = 1".into() },
+            policies: Vec::new(),
+        });
+        assert!(parsed.of(&broken).is_err());
     }
 }

@@ -226,10 +226,16 @@ async fn a_pass_raced_by_a_hundred_sign_ins_on_two_processes_signs_in_once() {
     for racer in racers {
         pages.push(racer.await.unwrap());
     }
-    let signed_in = pages.iter().filter(|p| p.contains("Register a new sign-in method")).count();
-    let refused =
-        pages.iter().filter(|p| p.contains("This pass is not valid, has expired or was already used.")).count();
-    assert_eq!((signed_in, refused), (1, 99));
+    let signed = |p: &String| p.contains("Register a new sign-in method");
+    // The losers see the pass refused; on a loaded machine the late ones may instead meet the
+    // per-login limit on failed attempts, which the early losers have filled by then.
+    let refused = |p: &String| {
+        p.contains("This pass is not valid, has expired or was already used.")
+            || p.contains("Too many attempts for this login; wait a few minutes.")
+    };
+    let others: Vec<_> = pages.iter().filter(|p| !signed(p) && !refused(p)).collect();
+    assert!(others.is_empty(), "{others:?}");
+    assert_eq!(pages.iter().filter(|p| signed(p)).count(), 1);
     let passes = Passes::open(store.clone()).await.unwrap();
     assert_eq!(passes.redeem(&pass.secret, now()).await.unwrap(), Redemption::Refused);
 }
