@@ -19,7 +19,9 @@
 
 mod support;
 
+use base64::Engine as _;
 use regain_core::AuditKind;
+use serde_json::json;
 use std::time::Duration;
 use support::element;
 use support::keycloak::{Person, World, claims, form, get, hidden_fields, otp, post};
@@ -134,6 +136,50 @@ async fn refused_recoveries_through_keycloak() {
     assert!(!page.body.contains("kc-tap-login-form"));
     assert!(world.audit(CARL.login).await.contains(&AuditKind::AccountNotMatched));
     assert_eq!(world.kc.credential_types(&world.realm, CARL.login).await, vec!["otp", "password"]);
+
+    // The request that started Carl's recovery does not start a second one, and a forged or
+    // cut request is refused at the service's door.
+    let again = post(&browser, &start, "", &[("device", "same")]).await;
+    assert_eq!(again.status, reqwest::StatusCode::BAD_REQUEST);
+    assert!(again.body.contains("already used"), "{}", again.body);
+    let token = start.url.split_once("request=").unwrap().1;
+    let (header, rest) = token.split_once('.').unwrap();
+    let (_, mac) = rest.split_once('.').unwrap();
+    let forged_claims = json!({ "login": "ana", "sub": "someone" }).to_string();
+    let forged = format!("{header}.{}.{mac}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(forged_claims));
+    for bad in [forged.as_str(), &token[..token.len() / 2], "not-a-token"] {
+        let page = get(&browser, &format!("{}/recover/keycloak?request={bad}", world.service)).await;
+        assert_eq!(page.status, reqwest::StatusCode::BAD_REQUEST, "{}", page.body);
+        assert!(page.body.contains("not valid"), "{}", page.body);
+    }
+
+    // Running the setup again keeps the flow and updates the Recover step's settings.
+    let report = regain_server::keycloak_setup::setup(&regain_server::keycloak_setup::Setup {
+        url: world.kc.url.clone(),
+        realm: world.realm.clone(),
+        admin_user: "admin".into(),
+        admin_password: world.kc.password.clone(),
+        service_url: world.service.clone(),
+        shared_secret: support::keycloak::SHARED_SECRET.into(),
+        required_action: "webauthn-register".into(),
+    })
+    .await
+    .unwrap();
+    assert!(!report.flow_created);
+    let execution = world.kc.execution(&world.realm, "regain-recover").await;
+    let executions = world
+        .kc
+        .admin(reqwest::Method::GET, &format!("/{}/authentication/flows/regain-browser/executions", world.realm), None)
+        .await;
+    let config =
+        executions.as_array().unwrap().iter().find(|e| e["id"] == execution.as_str()).unwrap()["authenticationConfig"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let config =
+        world.kc.admin(reqwest::Method::GET, &format!("/{}/authentication/config/{config}", world.realm), None).await;
+    assert_eq!(config["config"]["required-action"], "webauthn-register");
+    assert_eq!(executions.as_array().unwrap().iter().filter(|e| e["providerId"] == "regain-recover").count(), 1);
 
     // Bjorn recovers; his pass expires before he uses it.
     let bjorn = world.verified("bjorn-odegard").await;
