@@ -116,6 +116,23 @@ async fn recovery_through_keycloak_login_pages() {
     let recover = world.kc.execution(&world.realm, "regain-recover").await;
     let pass = world.kc.execution(&world.realm, "regain-tap-authenticator").await;
     assert!(page.body.contains(&recover) && !page.body.contains(&pass), "{}", page.body);
+
+    // The notification reaches the address Keycloak holds for her; its "this wasn't me" link
+    // locks her Keycloak account (disabled, sessions ended) and alerts the administrators.
+    let message = world.mail.wait_for(&["ana@example.org", "Access to your account was restored"]).await;
+    let link = message.lines().find(|l| l.contains("/not-me?token=")).unwrap().trim().to_owned();
+    let confirm = get(&browser, &link).await;
+    assert!(confirm.body.contains("It was not me"), "{}", confirm.body);
+    let locked = post(&browser, &confirm, "", &[]).await;
+    assert!(locked.body.contains("Your account is locked"), "{}", locked.body);
+    let id = world.kc.user_id(&world.realm, ANA.login).await;
+    let user = world.kc.admin(reqwest::Method::GET, &format!("/{}/users/{id}", world.realm), None).await;
+    assert_eq!(user["enabled"], false, "{user}");
+    let sessions = world.kc.admin(reqwest::Method::GET, &format!("/{}/users/{id}/sessions", world.realm), None).await;
+    assert_eq!(sessions.as_array().map(Vec::len), Some(0), "{sessions}");
+    world.mail.wait_for(&["admins@example.org", id.as_str()]).await;
+    let again = post(&browser, &confirm, "", &[]).await;
+    assert!(!again.body.contains("Your account is locked"), "{}", again.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,7 @@
 //! to the test Keycloak, a realm with Regain set up in it, the recovery service and the dev
 //! IDV as processes, and a browser that follows Keycloak's forms.
 
-use super::{element, free_port, selfie_data, unescape, wait_until_up};
+use super::{MailCatcher, element, free_port, selfie_data, unescape, wait_until_up};
 use base64::Engine as _;
 use regain_core::AuditKind;
 use regain_dev_idv::wallet::client::Wallet;
@@ -141,6 +141,8 @@ pub struct World {
     pub idv: String,
     pub dir: tempfile::TempDir,
     pub children: Vec<Child>,
+    /// The service's mail relay.
+    pub mail: MailCatcher,
 }
 
 impl Drop for World {
@@ -194,7 +196,16 @@ impl World {
         .await
         .unwrap();
         assert!(report.flow_created);
+        let mail = MailCatcher::start().await;
         write_service_files(dir.path(), &service, service_port, &idv, &kc.url, &realm, &report.client_secret);
+        let config = dir.path().join("regain-server.toml");
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(&format!(
+            "\n[mail]\nsmtp = \"{}\"\nfrom = \"regain@example.org\"\nadmins = [\"admins@example.org\"]\n\
+             send_interval_seconds = 1\n",
+            mail.relay
+        ));
+        std::fs::write(&config, text).unwrap();
 
         let demo = env!("CARGO_BIN_EXE_regain-demo");
         let idv_process = Command::new(demo)
@@ -211,7 +222,7 @@ impl World {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let world = Self { kc, realm, service, idv, dir, children: vec![idv_process, server_process] };
+        let world = Self { kc, realm, service, idv, dir, children: vec![idv_process, server_process], mail };
         wait_until_up(&[format!("{}/healthz", world.service), format!("{}/healthz", world.idv)]).await;
         world
     }

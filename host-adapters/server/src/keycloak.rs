@@ -571,6 +571,35 @@ impl Keycloak {
             .map_err(|e| CredentialError::Unavailable(unavailable(e)))
     }
 
+    /// Where and how to write to the user: their e-mail address and first name; `None` when
+    /// the user is gone or has no address.
+    pub async fn contact(&self, user_id: &str) -> Result<Option<(String, Option<String>)>, String> {
+        let Some(rep) = self.get(&format!("/users/{user_id}"), &[]).await? else { return Ok(None) };
+        let text = |name: &str| rep.get(name).and_then(Value::as_str).map(str::trim).filter(|v| !v.is_empty());
+        Ok(text("email").map(|email| (email.to_owned(), text("firstName").map(str::to_owned))))
+    }
+
+    /// Locks the user after a "this wasn't me" report: sign-in disabled, sessions ended,
+    /// passes removed. Safe to repeat.
+    pub async fn lock(&self, user_id: &str) -> Result<(), String> {
+        let mut rep = self.get(&format!("/users/{user_id}"), &[]).await?.ok_or("the user no longer exists")?;
+        if let Some(map) = rep.as_object_mut() {
+            map.insert("enabled".into(), Value::Bool(false));
+        }
+        self.send(reqwest::Method::PUT, self.admin(&format!("/users/{user_id}")), Some(&rep)).await?;
+        self.send(reqwest::Method::POST, self.admin(&format!("/users/{user_id}/logout")), None).await?;
+        let credentials = self.get(&format!("/users/{user_id}/credentials"), &[]).await?.unwrap_or(Value::Null);
+        for credential in credentials.as_array().map(Vec::as_slice).unwrap_or_default() {
+            if credential.get("type").and_then(Value::as_str) == Some("regain-tap")
+                && let Some(id) = credential.get("id").and_then(Value::as_str)
+            {
+                self.send(reqwest::Method::DELETE, self.admin(&format!("/users/{user_id}/credentials/{id}")), None)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Ends the user's sessions; answers how many there were.
     pub async fn revoke_sessions(&self, user_id: &str) -> Result<u32, CredentialError> {
         let sessions = self

@@ -357,6 +357,8 @@ pub struct Mailer {
     connect_timeout: Duration,
     reply_timeout: Duration,
     data_timeout: Duration,
+    /// Keycloak, whose users' addresses the local user table does not hold.
+    keycloak: Option<std::sync::Arc<crate::keycloak::Keycloak>>,
 }
 
 impl Mailer {
@@ -370,7 +372,15 @@ impl Mailer {
             connect_timeout: CONNECT_TIMEOUT,
             reply_timeout: REPLY_TIMEOUT,
             data_timeout: DATA_TIMEOUT,
+            keycloak: None,
         })
+    }
+
+    /// The same mailer, looking users up in Keycloak when they are not local.
+    #[must_use]
+    pub fn with_keycloak(mut self, keycloak: std::sync::Arc<crate::keycloak::Keycloak>) -> Self {
+        self.keycloak = Some(keycloak);
+        self
     }
 
     /// The same mailer with other limits on connecting and on waiting for each reply.
@@ -731,6 +741,8 @@ impl Drained {
 enum Composed {
     Message(Message),
     Undeliverable(&'static str),
+    /// The directory cannot be asked now; tried again later.
+    Later(String),
 }
 
 /// One pass over the outbox at `now`: claims the due rows, sends each and records the
@@ -739,8 +751,16 @@ pub async fn send_pending(store: &Store, mailer: &Mailer, base_url: &str, now: i
     let links = NotMeLinks::open(store).await?;
     let mut drained = Drained::default();
     for row in store.claim_notifications(now, BATCH).await? {
-        let message = match compose(store, mailer.config(), &links, base_url, &row).await? {
+        let message = match compose(store, mailer, &links, base_url, &row).await? {
             Composed::Message(message) => message,
+            Composed::Later(error) => {
+                tracing::warn!(seq = row.seq, kind = %row.kind, error = %error, "recipient lookup failed; retrying later");
+                store
+                    .settle(&row, DeliveryState::Pending, row.attempts, now + FIRST_RETRY_SECONDS, None, Some(&error))
+                    .await?;
+                drained.retrying += 1;
+                continue;
+            }
             Composed::Undeliverable(reason) => {
                 tracing::warn!(seq = row.seq, kind = %row.kind, reason, "notification undeliverable");
                 store.settle(&row, DeliveryState::Undeliverable, row.attempts, now, None, Some(reason)).await?;
@@ -803,11 +823,12 @@ fn greeting_name(name: Option<&str>) -> String {
 /// The message for a row, or why there is none.
 async fn compose(
     store: &Store,
-    config: &MailConfig,
+    mailer: &Mailer,
     links: &NotMeLinks,
     base_url: &str,
     row: &Claimed,
 ) -> Result<Composed, StoreError> {
+    let config = mailer.config();
     if row.kind == "admin-alert" {
         if config.admins.is_empty() {
             return Ok(Composed::Undeliverable("no admin addresses are configured"));
@@ -827,16 +848,22 @@ async fn compose(
             body,
         }));
     }
-    let Some(account) = store.user_by_id(&row.user_id).await? else {
-        return Ok(Composed::Undeliverable("the user no longer exists"));
+    let (address, given_name) = match (store.user_by_id(&row.user_id).await?, &mailer.keycloak) {
+        (Some(account), _) => (account.attributes.get("email").cloned(), account.given_name),
+        (None, Some(keycloak)) => match keycloak.contact(&row.user_id).await {
+            Ok(Some((address, given_name))) => (Some(address), given_name),
+            Ok(None) => (None, None),
+            Err(e) => return Ok(Composed::Later(e)),
+        },
+        (None, None) => return Ok(Composed::Undeliverable("the user no longer exists")),
     };
-    let Some(address) = account.attributes.get("email").map(|a| a.trim()).filter(|a| !a.is_empty()) else {
+    let Some(address) = address.as_deref().map(str::trim).filter(|a| !a.is_empty()) else {
         return Ok(Composed::Undeliverable("the user has no email address"));
     };
     if !usable_address(address) {
         return Ok(Composed::Undeliverable("the user's email address is not usable"));
     }
-    let hello = greeting_name(account.given_name.as_deref());
+    let hello = greeting_name(given_name.as_deref());
     let (subject, body) = match row.kind.as_str() {
         "access-restored" => {
             let expires_at = row.created_at + LINK_SECONDS;

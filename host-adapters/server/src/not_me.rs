@@ -308,6 +308,17 @@ async fn report(State(p): State<Provider>, Form(form): Form<LinkToken>) -> Respo
         Ok(None) => return invalid_link(),
         Err(e) => return server_error(&e.to_string()),
     };
+    // Keycloak's user first: it can be repeated, and a failure leaves the link usable.
+    if let Some(keycloak) = &p.keycloak {
+        match p.store.not_me_link_used(&form.token).await {
+            Ok(true) => return already_reported(),
+            Ok(false) => {}
+            Err(e) => return server_error(&e.to_string()),
+        }
+        if let Err(e) = keycloak.lock(&link.user_id).await {
+            return server_error(&format!("cannot lock the user in Keycloak: {e}"));
+        }
+    }
     match p.store.lock_disputed_account(&form.token, &link, now()).await {
         Ok(true) => {
             tracing::warn!(outbox_seq = link.seq, "restoration reported as not the user's; account locked");

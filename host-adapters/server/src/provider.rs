@@ -61,6 +61,8 @@ pub struct Provider {
     pub passes: Passes,
     /// The ID token signing key.
     pub key: Arc<SigningKey>,
+    /// Keycloak, when its users recover here: "this wasn't me" locks them there.
+    pub keycloak: Option<Arc<crate::keycloak::Keycloak>>,
 }
 
 impl Provider {
@@ -77,6 +79,7 @@ impl Provider {
             store,
             passes,
             key: Arc::new(key),
+            keycloak: None,
         })
     }
 

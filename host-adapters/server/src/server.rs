@@ -110,7 +110,7 @@ impl ServerConfig {
 /// material from the deployment's providers and the face service.
 fn recovery(
     settings: &RecoveryConfig,
-    keycloak: Option<&crate::keycloak::KeycloakConfig>,
+    keycloak: Option<&Arc<crate::keycloak::Keycloak>>,
     config_path: &Path,
     provider: &Provider,
     component: Option<&Path>,
@@ -132,22 +132,16 @@ fn recovery(
     };
     let mut adapter =
         ServerAdapter::new(provider.store.clone(), provider.passes.clone(), deployments.clone(), Arc::new(trust), face);
-    let keycloak = match keycloak {
-        Some(settings) => {
-            let keycloak =
-                Arc::new(crate::keycloak::Keycloak::new(settings.clone(), base).map_err(anyhow::Error::msg)?);
-            adapter = adapter.with_keycloak(keycloak.clone());
-            Some(keycloak)
-        }
-        None => None,
-    };
+    if let Some(keycloak) = keycloak {
+        adapter = adapter.with_keycloak(keycloak.clone());
+    }
     let source = component.map_or(ComponentSource::Bundled, ComponentSource::File);
     let host = PluginHost::new(SandboxConfig::default(), source).context("cannot load the plugin component")?;
     let limits = Limits { per_address: settings.starts_per_address, per_login: settings.starts_per_login };
     let service =
         Recovery::new(provider.clone(), host, adapter, deployments, DEPLOYMENT, limits).map_err(anyhow::Error::msg)?;
     Ok(match keycloak {
-        Some(keycloak) => service.with_keycloak(keycloak),
+        Some(keycloak) => service.with_keycloak(keycloak.clone()),
         None => service,
     })
 }
@@ -180,9 +174,18 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let config = ServerConfig::read(config_path)?;
     let store = Store::open(&config.database(config_path)).await.context("cannot open the database")?;
-    let provider = Provider::new(&config.issuer, config.clients.clone(), store).await.map_err(anyhow::Error::msg)?;
+    let mut provider =
+        Provider::new(&config.issuer, config.clients.clone(), store).await.map_err(anyhow::Error::msg)?;
+    let keycloak = match &config.keycloak {
+        Some(settings) => {
+            let base = config_path.parent().unwrap_or(Path::new("."));
+            Some(Arc::new(crate::keycloak::Keycloak::new(settings.clone(), base).map_err(anyhow::Error::msg)?))
+        }
+        None => None,
+    };
+    provider.keycloak = keycloak.clone();
     let mut router = provider.clone().router();
-    match (&config.recovery, &config.keycloak) {
+    match (&config.recovery, &keycloak) {
         (Some(settings), keycloak) => {
             router = router.merge(recovery(settings, keycloak.as_ref(), config_path, &provider, component)?.router());
         }
@@ -191,8 +194,11 @@ pub async fn run(
     }
     let _sender = match &config.mail {
         Some(mail) => {
-            let mailer = crate::mail::Mailer::new(mail.clone())
+            let mut mailer = crate::mail::Mailer::new(mail.clone())
                 .map_err(|e| anyhow::anyhow!("{}: [mail]: {e}", config_path.display()))?;
+            if let Some(keycloak) = &keycloak {
+                mailer = mailer.with_keycloak(keycloak.clone());
+            }
             let every = mail.send_interval();
             println!("sending notifications every {}s", every.as_secs());
             Some(crate::mail::spawn_sender(provider.store.clone(), mailer, provider.issuer.clone(), every))
