@@ -44,10 +44,6 @@ const HOPS: [&str; 5] = [
     "sign-in with the pass",
 ];
 
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap()
-}
-
 async fn timed<T>(
     samples: &mut BTreeMap<&'static str, Vec<Duration>>,
     step: &'static str,
@@ -102,7 +98,7 @@ async fn run() {
 
     for i in 0..iterations {
         // A plain login with password and one-time code.
-        let b = browser();
+        let b = support::browser();
         let start = Instant::now();
         let page = timed(&mut samples, LOGIN[0], get(&b, &world.authorize_url())).await;
         let page = timed(&mut samples, LOGIN[1], post(&b, &page, "kc-form-login", &[("username", BASE.login)])).await;
@@ -118,7 +114,7 @@ async fn run() {
         logins.push(start.elapsed());
 
         // The recovery's hops, up to the required action after the pass.
-        let b = browser();
+        let b = support::browser();
         let page = get(&b, &world.authorize_url()).await;
         let page = post(&b, &page, "kc-form-login", &[("username", ROSA.login)]).await;
         let page = post(&b, &page, "kc-select-try-another-way-form", &[("tryAnotherWay", "on")]).await;

@@ -19,7 +19,7 @@ use regain_server::store::{Store, now};
 use reqwest::StatusCode;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{element, free_port, selfie_data, wait_until_up};
+use support::{browser, element, free_port, selfie_data, wait_until_up};
 
 /// The demo's processes, stopped (SIGTERM, so the launcher stops its children) on drop.
 struct Demo {
@@ -94,8 +94,7 @@ impl Demo {
 
     /// Starts a recovery in a new browser; answers the browser and the page.
     async fn begin(&self, login: &str) -> (reqwest::Client, StatusCode, String) {
-        let browser =
-            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap();
+        let browser = browser();
         let response = browser
             .post(format!("{}/recover/start", self.server))
             .form(&[("login", login), ("device", "same")])
@@ -109,8 +108,7 @@ impl Demo {
     /// Starts a recovery that goes to an OIDC4IDA provider; answers the browser and where it
     /// is sent.
     async fn to_provider(&self, login: &str) -> (reqwest::Client, String) {
-        let browser =
-            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap();
+        let browser = browser();
         let response = browser
             .post(format!("{}/recover/start", self.server))
             .form(&[("login", login), ("device", "same")])
@@ -160,8 +158,8 @@ async fn sign_in_with_pass(demo: &Demo, login: &str, pass: &str) -> String {
         ("login", login),
         ("tap", pass),
     ];
-    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build();
-    let response = browser.unwrap().post(format!("{server}/authorize")).form(&form).send().await.unwrap();
+    let browser = browser();
+    let response = browser.post(format!("{server}/authorize")).form(&form).send().await.unwrap();
     response.text().await.unwrap()
 }
 

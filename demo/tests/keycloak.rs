@@ -221,8 +221,7 @@ async fn refused_recoveries_through_keycloak() {
 
     // The expired pass is gone: with every method revoked, a new login goes straight to
     // recovery instead of asking for the pass.
-    let browser =
-        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap();
+    let browser = support::browser();
     let page = get(&browser, &world.authorize_url()).await;
     let page = post(&browser, &page, "kc-form-login", &[("username", BJORN.login)]).await;
     assert!(!page.body.contains("kc-tap-login-form"), "{}", page.body);

@@ -256,8 +256,7 @@ impl World {
     /// A new browser at Keycloak's login page for the test client, signed in as far as the
     /// username: answers the browser and the password page.
     pub async fn login_page(&self, login: &str) -> (reqwest::Client, Page) {
-        let browser =
-            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap();
+        let browser = super::browser();
         let page = get(&browser, &self.authorize_url()).await;
         let page = post(&browser, &page, "kc-form-login", &[("username", login)]).await;
         assert!(page.body.contains("name=\"password\""), "no password form: {}", page.body);

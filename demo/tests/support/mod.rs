@@ -16,6 +16,11 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A browser: keeps cookies, shows each redirect to the test instead of following it.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap()
+}
+
 /// Waits until every URL answers with success (a start-up guard, not a speed assertion).
 pub async fn wait_until_up(urls: &[String]) {
     for url in urls {

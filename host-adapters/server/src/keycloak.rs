@@ -58,6 +58,14 @@ pub struct KeycloakConfig {
     pub required_action: String,
 }
 
+/// Refuses a required action other than the two that register a new method.
+pub fn check_required_action(action: &str) -> Result<(), String> {
+    match action {
+        "CONFIGURE_TOTP" | "webauthn-register" => Ok(()),
+        other => Err(format!("must be `CONFIGURE_TOTP` or `webauthn-register`, not `{other}`")),
+    }
+}
+
 fn default_required_action() -> String {
     "CONFIGURE_TOTP".into()
 }
@@ -139,16 +147,10 @@ impl SharedSecret {
             return Err(TokenError::Header("typ"));
         }
         let mac = b64.decode(mac).map_err(|_| TokenError::Malformed("signature"))?;
-        let input_len = token.len() - mac_part_len(token);
-        let input = token.get(..input_len).ok_or(TokenError::Malformed("signature"))?;
+        let (input, _) = token.rsplit_once('.').ok_or(TokenError::Malformed("signature"))?;
         ring::hmac::verify(&self.0, input.as_bytes(), &mac).map_err(|_| TokenError::Signature)?;
         b64.decode(payload).ok().and_then(|p| serde_json::from_slice(&p).ok()).ok_or(TokenError::Malformed("payload"))
     }
-}
-
-/// Length of the last part of a token plus its dot.
-fn mac_part_len(token: &str) -> usize {
-    token.rsplit('.').next().map_or(0, |m| m.len() + 1)
 }
 
 /// A verified request from Keycloak.
@@ -305,12 +307,7 @@ impl Keycloak {
     /// The client for `config`, with secrets read from the environment or files next to the
     /// server configuration (`base`).
     pub fn new(config: KeycloakConfig, base: &Path) -> Result<Self, String> {
-        if !matches!(config.required_action.as_str(), "CONFIGURE_TOTP" | "webauthn-register") {
-            return Err(format!(
-                "[keycloak]: `required_action` must be `CONFIGURE_TOTP` or `webauthn-register`, not `{}`",
-                config.required_action
-            ));
-        }
+        check_required_action(&config.required_action).map_err(|e| format!("[keycloak]: `required_action`: {e}"))?;
         let client_secret = secret_from(
             "REGAIN_KEYCLOAK_CLIENT_SECRET",
             config.client_secret_file.as_ref(),
@@ -513,32 +510,51 @@ impl Keycloak {
             })
             .copied()
             .collect();
-        let credentials = self
-            .get(&format!("/users/{user_id}/credentials"), &[])
+        let removed = self
+            .delete_credentials(user_id, &types)
             .await
             .map_err(|e| CredentialError::Unavailable(unavailable(e)))?
             .ok_or(CredentialError::UserNotFound)?;
-        let mut removed = 0u32;
-        let mut removed_password = false;
-        for credential in credentials.as_array().map(Vec::as_slice).unwrap_or_default() {
-            let kind = credential.get("type").and_then(Value::as_str).unwrap_or_default();
-            let Some(id) = credential.get("id").and_then(Value::as_str) else { continue };
-            if types.contains(&kind) {
-                self.send(reqwest::Method::DELETE, self.admin(&format!("/users/{user_id}/credentials/{id}")), None)
-                    .await
-                    .map_err(|e| CredentialError::Unavailable(unavailable(e)))?;
-                removed += 1;
-                if kind == "password" {
-                    removed_password = true;
-                }
-            }
-        }
         // Without a password the username-and-password step cannot be passed again: the user
         // chooses a new one after signing in with the pass.
-        if removed_password {
+        if removed.iter().any(|kind| kind == "password") {
             self.add_required_actions(user_id, &["UPDATE_PASSWORD"]).await?;
         }
-        Ok(removed)
+        Ok(u32::try_from(removed.len()).unwrap_or(u32::MAX))
+    }
+
+    /// Deletes the user's credentials of these types; answers the type of each one deleted,
+    /// or `None` when the user does not exist.
+    async fn delete_credentials(&self, user_id: &str, types: &[&str]) -> Result<Option<Vec<String>>, String> {
+        let Some(credentials) = self.get(&format!("/users/{user_id}/credentials"), &[]).await? else {
+            return Ok(None);
+        };
+        let mut removed = Vec::new();
+        for credential in credentials.as_array().map(Vec::as_slice).unwrap_or_default() {
+            let kind = credential.get("type").and_then(Value::as_str).unwrap_or_default();
+            if let Some(id) = credential.get("id").and_then(Value::as_str)
+                && types.contains(&kind)
+            {
+                self.send(reqwest::Method::DELETE, self.admin(&format!("/users/{user_id}/credentials/{id}")), None)
+                    .await?;
+                removed.push(kind.to_owned());
+            }
+        }
+        Ok(Some(removed))
+    }
+
+    /// Changes the user's representation with `change` and writes it back whole (a partial
+    /// one may drop attributes); `None` when the user does not exist.
+    async fn update_user(
+        &self,
+        user_id: &str,
+        change: impl FnOnce(&mut Map<String, Value>),
+    ) -> Result<Option<()>, String> {
+        let Some(mut rep) = self.get(&format!("/users/{user_id}"), &[]).await? else { return Ok(None) };
+        if let Some(map) = rep.as_object_mut() {
+            change(map);
+        }
+        self.send(reqwest::Method::PUT, self.admin(&format!("/users/{user_id}")), Some(&rep)).await.map(|_| Some(()))
     }
 
     /// Puts the configured required action on the user: the next sign-in registers a method.
@@ -548,13 +564,7 @@ impl Keycloak {
 
     /// Adds required actions to the user (those already there stay).
     async fn add_required_actions(&self, user_id: &str, actions: &[&str]) -> Result<(), CredentialError> {
-        let mut rep = self
-            .get(&format!("/users/{user_id}"), &[])
-            .await
-            .map_err(|e| CredentialError::Unavailable(unavailable(e)))?
-            .ok_or(CredentialError::UserNotFound)?;
-        // The whole representation goes back: a partial one may drop attributes.
-        if let Some(map) = rep.as_object_mut() {
+        self.update_user(user_id, |map| {
             let required = map.entry("requiredActions").or_insert_with(|| Value::Array(Vec::new()));
             if let Some(list) = required.as_array_mut() {
                 for action in actions {
@@ -564,11 +574,10 @@ impl Keycloak {
                     }
                 }
             }
-        }
-        self.send(reqwest::Method::PUT, self.admin(&format!("/users/{user_id}")), Some(&rep))
-            .await
-            .map(|_| ())
-            .map_err(|e| CredentialError::Unavailable(unavailable(e)))
+        })
+        .await
+        .map_err(|e| CredentialError::Unavailable(unavailable(e)))?
+        .ok_or(CredentialError::UserNotFound)
     }
 
     /// Where and how to write to the user: their e-mail address and first name; `None` when
@@ -582,22 +591,13 @@ impl Keycloak {
     /// Locks the user after a "this wasn't me" report: sign-in disabled, sessions ended,
     /// passes removed. Safe to repeat.
     pub async fn lock(&self, user_id: &str) -> Result<(), String> {
-        let mut rep = self.get(&format!("/users/{user_id}"), &[]).await?.ok_or("the user no longer exists")?;
-        if let Some(map) = rep.as_object_mut() {
+        self.update_user(user_id, |map| {
             map.insert("enabled".into(), Value::Bool(false));
-        }
-        self.send(reqwest::Method::PUT, self.admin(&format!("/users/{user_id}")), Some(&rep)).await?;
+        })
+        .await?
+        .ok_or("the user no longer exists")?;
         self.send(reqwest::Method::POST, self.admin(&format!("/users/{user_id}/logout")), None).await?;
-        let credentials = self.get(&format!("/users/{user_id}/credentials"), &[]).await?.unwrap_or(Value::Null);
-        for credential in credentials.as_array().map(Vec::as_slice).unwrap_or_default() {
-            if credential.get("type").and_then(Value::as_str) == Some("regain-tap")
-                && let Some(id) = credential.get("id").and_then(Value::as_str)
-            {
-                self.send(reqwest::Method::DELETE, self.admin(&format!("/users/{user_id}/credentials/{id}")), None)
-                    .await?;
-            }
-        }
-        Ok(())
+        self.delete_credentials(user_id, &["regain-tap"]).await.map(|_| ())
     }
 
     /// Ends the user's sessions; answers how many there were.

@@ -182,12 +182,7 @@ fn recover_config(setup: &Setup) -> Value {
 /// Sets up (or brings up to date) Regain in the realm.
 pub async fn setup(setup: &Setup) -> Result<Report, String> {
     crate::keycloak::SharedSecret::new(&setup.shared_secret)?;
-    if !matches!(setup.required_action.as_str(), "CONFIGURE_TOTP" | "webauthn-register") {
-        return Err(format!(
-            "the required action must be `CONFIGURE_TOTP` or `webauthn-register`, not `{}`",
-            setup.required_action
-        ));
-    }
+    crate::keycloak::check_required_action(&setup.required_action).map_err(|e| format!("the required action {e}"))?;
     let admin = Admin::sign_in(setup).await?;
     admin.get("").await.map_err(|e| format!("the realm `{}` cannot be read: {e}", setup.realm))?;
     let client_secret = service_client(&admin).await?;
