@@ -100,7 +100,7 @@ pub struct BrowserSession {
 impl Store {
     /// Creates a user; the login must be new.
     pub async fn create_user(&self, a: &Account, now: i64) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.conn().await?;
         insert_user_on(&mut conn, a, now).await
     }
 
@@ -108,7 +108,7 @@ impl Store {
     pub async fn user_by_login(&self, login: &str) -> Result<Option<Account>, StoreError> {
         let row = sqlx::query(&format!("SELECT {ACCOUNT_COLUMNS} FROM users WHERE login = $1"))
             .bind(login)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         row.as_ref().map(account).transpose()
     }
@@ -117,7 +117,7 @@ impl Store {
     pub async fn user_by_id(&self, id: &str) -> Result<Option<Account>, StoreError> {
         let row = sqlx::query(&format!("SELECT {ACCOUNT_COLUMNS} FROM users WHERE id = $1"))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         row.as_ref().map(account).transpose()
     }
@@ -129,7 +129,7 @@ impl Store {
         )
         .bind(given)
         .bind(family)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.conn().await?)
         .await?;
         Ok(row.try_get(0)?)
     }
@@ -139,7 +139,7 @@ impl Store {
         sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(phc)
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(())
     }
@@ -149,7 +149,7 @@ impl Store {
         sqlx::query("UPDATE users SET totp_secret = $1, totp_last_step = NULL WHERE id = $2")
             .bind(secret.map(<[u8]>::to_vec))
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(())
     }
@@ -162,7 +162,7 @@ impl Store {
         )
         .bind(step)
         .bind(user_id)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -172,7 +172,7 @@ impl Store {
         sqlx::query("UPDATE users SET must_register = $1 WHERE id = $2")
             .bind(i64::from(must))
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(())
     }
@@ -182,7 +182,7 @@ impl Store {
         sqlx::query("UPDATE users SET last_sign_in = $1 WHERE id = $2")
             .bind(now)
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(())
     }
@@ -202,7 +202,7 @@ impl Store {
         .bind(grant.auth_time)
         .bind(&grant.amr)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }
@@ -215,7 +215,7 @@ impl Store {
         )
         .bind(digest(code))
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         row.map(|r| {
             Ok(CodeGrant {
@@ -244,7 +244,7 @@ impl Store {
             .bind(user_id)
             .bind(client_id)
             .bind(expires_at)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(())
     }
@@ -254,7 +254,7 @@ impl Store {
         let row = sqlx::query("SELECT user_id FROM access_tokens WHERE digest = $1 AND expires_at > $2")
             .bind(digest(token))
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
@@ -274,7 +274,7 @@ impl Store {
         .bind(s.auth_time)
         .bind(&s.amr)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }
@@ -286,7 +286,7 @@ impl Store {
         )
         .bind(digest(id))
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         row.map(|r| Ok(BrowserSession { user_id: r.try_get(0)?, auth_time: r.try_get(1)?, amr: r.try_get(2)? }))
             .transpose()
@@ -295,7 +295,7 @@ impl Store {
     /// Ends every session of a user and the access tokens issued to them (sign-out everywhere,
     /// or after a recovery).
     pub async fn revoke_browser_sessions(&self, user_id: &str, now: i64) -> Result<u64, StoreError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.conn().await?;
         end_sessions_on(&mut conn, user_id, now).await
     }
 }

@@ -84,8 +84,8 @@ impl FaceService for HttpFaceService {
     }
 }
 
-/// How long a captured selfie is kept for its comparison, in seconds.
-const SELFIE_SECONDS: i64 = 600;
+/// A selfie captured by the request in progress: `(reference, image)`.
+type Selfie = Arc<std::sync::Mutex<Option<(String, Vec<u8>)>>>;
 
 /// The adapter: cheap to clone, one per plugin call.
 #[derive(Clone)]
@@ -97,6 +97,8 @@ pub struct ServerAdapter {
     face: Arc<dyn FaceService>,
     /// Keycloak as the directory: users, credentials and sessions live there.
     keycloak: Option<Arc<crate::keycloak::Keycloak>>,
+    /// The selfie of this request, in memory only.
+    selfie: Selfie,
 }
 
 impl ServerAdapter {
@@ -108,7 +110,7 @@ impl ServerAdapter {
         trust: Arc<TrustSource>,
         face: Arc<dyn FaceService>,
     ) -> Self {
-        Self { store, passes, deployments, trust, face, keycloak: None }
+        Self { store, passes, deployments, trust, face, keycloak: None, selfie: Selfie::default() }
     }
 
     /// The same adapter with Keycloak as the directory: users are looked up, passes issued,
@@ -119,12 +121,19 @@ impl ServerAdapter {
         self
     }
 
-    /// Keeps a captured selfie until its comparison (at most ten minutes) and answers the
-    /// reference the plugin is resumed with.
-    pub async fn keep_selfie(&self, image: &[u8]) -> Result<String, crate::store::StoreError> {
+    /// The same adapter over a request's own handle of the database.
+    #[must_use]
+    pub fn on(&self, store: &Store) -> Self {
+        Self { store: store.clone(), passes: self.passes.on(store), selfie: Selfie::default(), ..self.clone() }
+    }
+
+    /// Keeps a captured selfie for its comparison in the same request and answers the
+    /// reference the plugin is resumed with. A selfie is biometric data: it stays in this
+    /// request's memory, is compared once and is never written anywhere; a second capture
+    /// replaces the first.
+    pub fn keep_selfie(&self, image: Vec<u8>) -> Result<String, crate::store::StoreError> {
         let reference = crate::store::random_hex(16)?;
-        let t = now();
-        self.store.put_session(&format!("selfie:{reference}"), image, t, t + SELFIE_SECONDS).await?;
+        *self.selfie.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((reference.clone(), image));
         Ok(reference)
     }
 }
@@ -167,8 +176,17 @@ impl regain_host::Directory for ServerAdapter {
     }
 }
 
+impl ServerAdapter {
+    /// Stores the audit events held so far before a credential changes, so that no change
+    /// is ever without its trail.
+    async fn audit_first(&self) -> Result<(), CredentialError> {
+        self.store.flush().await.map_err(|e| CredentialError::Unavailable(unavailable(e)))
+    }
+}
+
 impl regain_host::Credentials for ServerAdapter {
     async fn issue_tap(&self, request: TapRequest) -> Result<IssuedTap, CredentialError> {
+        self.audit_first().await?;
         if let Some(keycloak) = &self.keycloak {
             return keycloak.issue_tap(&request).await;
         }
@@ -192,6 +210,7 @@ impl regain_host::Credentials for ServerAdapter {
     }
 
     async fn revoke_methods(&self, user_id: String, kinds: Vec<MethodKind>) -> Result<u32, CredentialError> {
+        self.audit_first().await?;
         if let Some(keycloak) = &self.keycloak {
             return keycloak.revoke_methods(&user_id, &kinds).await;
         }
@@ -213,6 +232,7 @@ impl regain_host::Credentials for ServerAdapter {
     }
 
     async fn require_registration(&self, user_id: String) -> Result<(), CredentialError> {
+        self.audit_first().await?;
         if let Some(keycloak) = &self.keycloak {
             return keycloak.require_registration(&user_id).await;
         }
@@ -220,6 +240,7 @@ impl regain_host::Credentials for ServerAdapter {
     }
 
     async fn revoke_sessions(&self, user_id: String) -> Result<u32, CredentialError> {
+        self.audit_first().await?;
         if let Some(keycloak) = &self.keycloak {
             return keycloak.revoke_sessions(&user_id).await;
         }
@@ -244,15 +265,17 @@ impl regain_host::Trust for ServerAdapter {
 
 impl regain_host::FaceCheck for ServerAdapter {
     async fn compare(&self, portrait: Vec<u8>, selfie_ref: String) -> Result<FaceComparison, FaceCheckError> {
-        let key = format!("selfie:{selfie_ref}");
-        let selfie = self
-            .store
-            .session(&key, now())
-            .await
-            .map_err(|e| FaceCheckError::Unavailable(unavailable(e)))?
-            .ok_or(FaceCheckError::UnknownSelfie)?;
-        // A selfie is biometric data: it is compared once and not kept.
-        self.store.delete_session(&key).await.map_err(|e| FaceCheckError::Unavailable(unavailable(e)))?;
+        let kept = self.selfie.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let selfie = match kept {
+            Some((reference, image))
+                if regain_core::secret::constant_time_eq(reference.as_bytes(), selfie_ref.as_bytes()) =>
+            {
+                image
+            }
+            _ => return Err(FaceCheckError::UnknownSelfie),
+        };
+        // The comparison may take seconds; no connection waits for it.
+        self.store.let_go().await;
         self.face.compare(&portrait, &selfie).await
     }
 }

@@ -314,7 +314,7 @@ impl Store {
         };
         let passkeys: i64 = sqlx::query("SELECT COUNT(*) FROM passkeys WHERE user_id = $1")
             .bind(&a.id)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await?
             .try_get(0)?;
         Ok(Some(UserView {
@@ -382,7 +382,7 @@ impl Store {
             Param::Text(text) => q.bind(text),
             Param::Int(n) => q.bind(n),
         });
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = query.fetch_all(&mut *self.conn().await?).await?;
         let mut events = rows.iter().map(audit_record).collect::<Result<Vec<_>, _>>()?;
         if filter.limit.is_some() {
             events.reverse();

@@ -625,7 +625,7 @@ impl Store {
              FROM outbox WHERE seq = $1",
         )
         .bind(seq)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         let Some(row) = row else { return Ok(None) };
         let state: String = row.try_get(4)?;
@@ -653,7 +653,7 @@ impl Store {
         )
         .bind(now)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         let claim = random_hex(16)?;
         let mut claimed = Vec::with_capacity(due.len());
@@ -668,7 +668,7 @@ impl Store {
             .bind(&claim)
             .bind(seq)
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
             if let Some(row) = won {
                 claimed.push(Claimed {
@@ -705,7 +705,7 @@ impl Store {
         .bind(error)
         .bind(row.seq)
         .bind(&row.claim)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }

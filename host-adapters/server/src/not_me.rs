@@ -148,13 +148,13 @@ async fn revoke_user_taps_on(conn: &mut sqlx::AnyConnection, user_id: &str, now:
 impl Store {
     /// Enables or disables an account; `false` when no user has this id.
     pub async fn set_enabled(&self, user_id: &str, enabled: bool) -> Result<bool, StoreError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.conn().await?;
         Ok(set_enabled_on(&mut conn, user_id, enabled).await? == 1)
     }
 
     /// Revokes every pass of a user not revoked yet; answers how many.
     pub async fn revoke_user_taps(&self, user_id: &str, now: i64) -> Result<u64, StoreError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.conn().await?;
         revoke_user_taps_on(&mut conn, user_id, now).await
     }
 
@@ -208,7 +208,7 @@ impl Store {
         let row = sqlx::query("SELECT 1 FROM single_use WHERE kind = $1 AND digest = $2")
             .bind(SINGLE_USE_KIND)
             .bind(digest(token))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         Ok(row.is_some())
     }
@@ -218,7 +218,7 @@ impl Store {
         let rows =
             sqlx::query("SELECT at, kind, user_id, reason, outbox_seq FROM admin_events WHERE at >= $1 ORDER BY seq")
                 .bind(since)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.conn().await?)
                 .await?;
         rows.iter()
             .map(|r| {

@@ -83,7 +83,7 @@ impl Store {
         .bind(&p.label)
         .bind(p.created_at)
         .bind(p.last_used_at)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -94,7 +94,7 @@ impl Store {
             "SELECT {PASSKEY_COLUMNS} FROM passkeys WHERE user_id = $1 ORDER BY created_at, credential_id"
         ))
         .bind(user_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter().map(passkey).collect()
     }
@@ -103,7 +103,7 @@ impl Store {
     pub async fn passkey(&self, credential_id: &str) -> Result<Option<Passkey>, StoreError> {
         let row = sqlx::query(&format!("SELECT {PASSKEY_COLUMNS} FROM passkeys WHERE credential_id = $1"))
             .bind(credential_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         row.as_ref().map(passkey).transpose()
     }
@@ -119,14 +119,17 @@ impl Store {
         .bind(i64::from(sign_count))
         .bind(now)
         .bind(credential_id)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
 
     /// Deletes every passkey of a user; answers how many there were.
     pub async fn delete_passkeys(&self, user_id: &str) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM passkeys WHERE user_id = $1").bind(user_id).execute(&self.pool).await?;
+        let done = sqlx::query("DELETE FROM passkeys WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *self.conn().await?)
+            .await?;
         Ok(done.rows_affected())
     }
 
@@ -141,7 +144,10 @@ impl Store {
         now: i64,
         expires_at: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM webauthn_challenges WHERE expires_at <= $1").bind(now).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM webauthn_challenges WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&mut *self.conn().await?)
+            .await?;
         sqlx::query(
             "INSERT INTO webauthn_challenges (digest, purpose, challenge, user_id, expires_at) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -151,7 +157,7 @@ impl Store {
         .bind(challenge.to_vec())
         .bind(user_id)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }
@@ -170,7 +176,7 @@ impl Store {
         )
         .bind(digest(id))
         .bind(ceremony.name())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         let Some(row) = row else { return Ok(None) };
         if row.try_get::<i64, _>(2)? <= now {

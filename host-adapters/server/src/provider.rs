@@ -66,6 +66,13 @@ pub struct Provider {
 }
 
 impl Provider {
+    /// The same provider over a request's own handle of the database ([`Store::scoped`]).
+    #[must_use]
+    pub fn scoped(&self) -> Self {
+        let store = self.store.scoped();
+        Self { passes: self.passes.on(&store), store, ..self.clone() }
+    }
+
     /// The provider over `store`, with its signing key from the store (created on first
     /// start, shared by every process).
     pub async fn new(issuer: &str, clients: Vec<Client>, store: Store) -> Result<Self, String> {
@@ -297,6 +304,7 @@ pub(crate) const SIGN_IN_ATTEMPTS_PER_ADDRESS: i64 = 200;
 pub(crate) const TOO_MANY_FROM_ADDRESS: &str = "Too many sign-in attempts from your network; wait a few minutes.";
 
 async fn sign_in(State(p): State<Provider>, Peer(peer): Peer, Form(form): Form<SignIn>) -> Response {
+    let p = p.scoped();
     if let Some(response) = invalid(&p, &form.req) {
         return response;
     }

@@ -10,7 +10,7 @@
 use crate::adapter::ServerAdapter;
 use crate::keycloak::{Keycloak, Outcome, RecoveryRequest};
 use crate::provider::{AuthRequest, Provider, escape, hidden, invalid, page, server_error};
-use crate::store::{Store, digest, now, random_hex};
+use crate::store::{SessionWrite, Store, digest, now, random_hex};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Form, FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -120,6 +120,16 @@ impl Flow {
     }
 }
 
+/// Where the flow's row stands when a step ends.
+#[derive(Clone, Copy)]
+enum Row<'a> {
+    /// Not stored yet: the flow has just started.
+    New,
+    /// Stored and leased by this step; `spent` is a key (the wallet's `state`) that the step
+    /// used up, removed with the step's outcome.
+    Leased { spent: Option<&'a str> },
+}
+
 /// Who asked for the step: the browser gets pages, the wallet gets JSON.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Caller {
@@ -180,26 +190,33 @@ impl Recovery {
         &self.provider.store
     }
 
-    /// Stores the flow under `rid` and answers what the caller sees next.
-    async fn advance(&self, rid: &str, mut flow: Flow, t: Transition, caller: Caller) -> Response {
+    /// The same service for one request: its statements share a connection and its audit
+    /// events are stored with the step's outcome ([`Store::scoped`]).
+    fn scoped(&self) -> Self {
+        let provider = self.provider.scoped();
+        Self { adapter: self.adapter.on(&provider.store), provider, ..self.clone() }
+    }
+
+    /// Stores the flow under `rid` and answers what the caller sees next. The flow, the keys
+    /// that lead to it, the spent key and the step's audit events are written in one
+    /// transaction.
+    async fn advance(&self, rid: &str, mut flow: Flow, t: Transition, caller: Caller, at: Row<'_>) -> Response {
         let b64 = base64::engine::general_purpose::STANDARD;
         flow.state = b64.encode(&t.state);
-        let at = now();
+        // Keys (of the wallet's or the identity provider's `state`) that lead to the flow.
+        let mut keys = Vec::new();
         let ending = match t.step {
             Step::PresentRequest(request) => {
                 // The wallet posts the request's `state` back; it finds the flow.
-                if let Some(state) = query_value(&request.url, "state")
-                    && let Err(e) =
-                        self.store().put_session(&wallet_key(&state), rid.as_bytes(), at, at + FLOW_SECONDS).await
-                {
-                    return server_error(&e.to_string());
+                if let Some(state) = query_value(&request.url, "state") {
+                    keys.push(wallet_key(&state));
                 }
                 let cross_device = matches!(flow.view, View::Present { cross_device: true, .. });
                 flow.view = View::Present { url: request.url, cross_device };
                 None
             }
             Step::PresentationReceived(code) => {
-                if let Err(e) = self.save(rid, &flow).await {
+                if let Err(e) = self.store_flow(rid, &flow, at, &keys).await {
                     return server_error(&e);
                 }
                 let target = format!(
@@ -214,13 +231,7 @@ impl Recovery {
                 None
             }
             Step::Redirect(redirect) => {
-                if let Err(e) = self
-                    .store()
-                    .put_session(&provider_key(&redirect.state), rid.as_bytes(), at, at + FLOW_SECONDS)
-                    .await
-                {
-                    return server_error(&e.to_string());
-                }
+                keys.push(provider_key(&redirect.state));
                 flow.code_verifier = Some(redirect.code_verifier);
                 flow.view = View::Provider { url: redirect.url };
                 None
@@ -228,8 +239,8 @@ impl Recovery {
             Step::Completed(pass) => {
                 crate::ops::metrics().count("recovery", "completed");
                 // Shown once: the flow ends with this page and the pass is not stored in clear.
-                if let Err(e) = self.store().delete_session(rid).await {
-                    return server_error(&e.to_string());
+                if let Err(e) = self.end_flow(rid, at).await {
+                    return server_error(&e);
                 }
                 if caller == Caller::Wallet {
                     tracing::error!("a pass was issued on a wallet request; it is not shown");
@@ -249,21 +260,21 @@ impl Recovery {
         };
         match (ending, caller) {
             (Some(view), Caller::Browser) => {
-                if let Err(e) = self.store().delete_session(rid).await {
-                    return server_error(&e.to_string());
+                if let Err(e) = self.end_flow(rid, at).await {
+                    return server_error(&e);
                 }
                 ending_page(&view, &self.ending_back(&flow, &view))
             }
             (Some(view), Caller::Wallet) => {
                 // The browser learns the outcome at its next visit.
                 flow.view = view;
-                if let Err(e) = self.save(rid, &flow).await {
+                if let Err(e) = self.store_flow(rid, &flow, at, &keys).await {
                     return server_error(&e);
                 }
                 Json(json!({ "redirect_uri": format!("{}/recover/continue", self.provider.issuer) })).into_response()
             }
             (None, caller) => {
-                if let Err(e) = self.save(rid, &flow).await {
+                if let Err(e) = self.store_flow(rid, &flow, at, &keys).await {
                     return server_error(&e);
                 }
                 match (caller, &flow.view) {
@@ -275,9 +286,40 @@ impl Recovery {
         }
     }
 
-    async fn save(&self, rid: &str, flow: &Flow) -> Result<(), String> {
+    /// Stores the flow at the end of a step with the keys that lead to it, the spent key
+    /// and the step's held audit events, in one transaction.
+    async fn store_flow(&self, rid: &str, flow: &Flow, at: Row<'_>, keys: &[String]) -> Result<(), String> {
         let bytes = serde_json::to_vec(flow).map_err(|e| e.to_string())?;
-        self.store().release_session(rid, &bytes, now()).await.map_err(|e| e.to_string())
+        let t = now();
+        let mut writes: Vec<SessionWrite<'_>> = keys
+            .iter()
+            .map(|id| SessionWrite::Put { id, state: rid.as_bytes(), now: t, expires_at: t + FLOW_SECONDS })
+            .collect();
+        match at {
+            Row::New => writes.push(SessionWrite::Put { id: rid, state: &bytes, now: t, expires_at: t + FLOW_SECONDS }),
+            Row::Leased { spent } => {
+                writes.extend(spent.map(|id| SessionWrite::Delete { id }));
+                writes.push(SessionWrite::Release { id: rid, state: &bytes, now: t });
+            }
+        }
+        self.store().write_sessions(&writes).await.map_err(|e| e.to_string())
+    }
+
+    /// Ends the flow (and spends the key), with the step's held audit events.
+    async fn end_flow(&self, rid: &str, at: Row<'_>) -> Result<(), String> {
+        let writes = match at {
+            Row::New => vec![],
+            Row::Leased { spent } => {
+                let mut writes = vec![SessionWrite::Delete { id: rid }];
+                writes.extend(spent.map(|id| SessionWrite::Delete { id }));
+                writes
+            }
+        };
+        self.store().write_sessions(&writes).await.map_err(|e| e.to_string())
+    }
+
+    async fn save(&self, rid: &str, flow: &Flow) -> Result<(), String> {
+        self.store_flow(rid, flow, Row::Leased { spent: None }, &[]).await
     }
 
     /// Takes the flow for one step; `Err` is the page to show instead.
@@ -299,13 +341,36 @@ impl Recovery {
     }
 
     /// Resumes a leased flow with `input`; a refused input keeps the flow where it was.
-    async fn resume(&self, rid: &str, flow: Flow, input: FlowInput, caller: Caller) -> Response {
+    /// `spent` is the key the input came by (the wallet's `state`): it is removed when the
+    /// input is taken.
+    async fn resume(&self, rid: &str, flow: Flow, input: FlowInput, caller: Caller, spent: Option<&str>) -> Response {
+        let response = self.resume_flow(rid, flow, input, caller, spent).await;
+        self.flushed(response).await
+    }
+
+    /// The response, once the request's held audit events are stored (they normally are
+    /// with the step's outcome; this catches the paths that failed before it).
+    async fn flushed(&self, response: Response) -> Response {
+        match self.store().flush().await {
+            Ok(()) => response,
+            Err(e) => server_error(&e.to_string()),
+        }
+    }
+
+    async fn resume_flow(
+        &self,
+        rid: &str,
+        flow: Flow,
+        input: FlowInput,
+        caller: Caller,
+        spent: Option<&str>,
+    ) -> Response {
         let state = match flow.state() {
             Ok(state) => state,
             Err(e) => return server_error(&e),
         };
         match self.host.resume(self.adapter.clone(), &state, &input).await {
-            Ok(Ok(t)) => self.advance(rid, flow, t, caller).await,
+            Ok(Ok(t)) => self.advance(rid, flow, t, caller, Row::Leased { spent }).await,
             Ok(Err(FlowError::InvalidInput(reason))) => {
                 if let Err(e) = self.save(rid, &flow).await {
                     return server_error(&e);
@@ -447,6 +512,7 @@ struct Start {
 }
 
 async fn start(State(r): State<Recovery>, Peer(peer): Peer, Form(form): Form<Start>) -> Response {
+    let r = r.scoped();
     if !form.req.client_id.is_empty()
         && let Some(response) = invalid(&r.provider, &form.req)
     {
@@ -454,15 +520,18 @@ async fn start(State(r): State<Recovery>, Peer(peer): Peer, Form(form): Form<Sta
     }
     let login = form.login.trim().to_owned();
     let req = form.req.clone();
-    r.begin(peer, login, form.device == "other", form.req, None, move || {
-        start_form(&req, Some("Enter the login you use to sign in."))
-    })
-    .await
+    let response = r
+        .begin(peer, login, form.device == "other", form.req, None, move || {
+            start_form(&req, Some("Enter the login you use to sign in."))
+        })
+        .await;
+    r.flushed(response).await
 }
 
 impl Recovery {
     /// Starts a flow for `login` (rate limits first, counted before the login is looked up,
-    /// so the answer says nothing about it) and sets the browser's recovery cookie.
+    /// so the answer says nothing about it) and sets the browser's recovery cookie. The caller
+    /// stores what the request still holds ([`Recovery::flushed`]).
     async fn begin(
         &self,
         peer: Option<IpAddr>,
@@ -477,13 +546,11 @@ impl Recovery {
         let window = t - t.rem_euclid(WINDOW_SECONDS);
         let address = peer.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
         let login_key = format!("recover-login:{}", digest(&login.to_lowercase()));
-        let (by_address, by_login) = match (
-            r.store().hit(&format!("recover-addr:{address}"), window).await,
-            r.store().hit(&login_key, window).await,
-        ) {
-            (Ok(a), Ok(l)) => (a, l),
-            (Err(e), _) | (_, Err(e)) => return server_error(&e.to_string()),
-        };
+        let (by_address, by_login) =
+            match r.store().hit_both(&format!("recover-addr:{address}"), &login_key, window).await {
+                Ok(hits) => hits,
+                Err(e) => return server_error(&e.to_string()),
+            };
         if by_address > r.limits.per_address || by_login > r.limits.per_login {
             return message_page(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -515,16 +582,9 @@ impl Recovery {
             view: View::Present { url: String::new(), cross_device },
             keycloak,
         };
-        // The row exists (leased) before the first step is stored.
-        let created = async {
-            let bytes = serde_json::to_vec(&flow).map_err(|e| e.to_string())?;
-            r.store().put_session(&rid, &bytes, t, t + FLOW_SECONDS).await.map_err(|e| e.to_string())?;
-            r.store().lease_session(&rid, t, LEASE_SECONDS).await.map_err(|e| e.to_string())
-        };
-        if let Err(e) = created.await {
-            return server_error(&e);
-        }
-        let mut response = r.advance(&rid, flow, t1, Caller::Browser).await;
+        // The row is created with the first step's outcome: until the cookie is sent, no one
+        // else knows `rid`.
+        let mut response = r.advance(&rid, flow, t1, Caller::Browser, Row::New).await;
         let cookie = format!("{COOKIE}={rid}; Path=/recover; HttpOnly; SameSite=Lax; Max-Age={FLOW_SECONDS}");
         if let Ok(value) = cookie.parse() {
             response.headers_mut().append(header::SET_COOKIE, value);
@@ -632,6 +692,7 @@ async fn keycloak_page(State(r): State<Recovery>, Query(q): Query<KeycloakStart>
 /// `POST /recover/keycloak`: the request is accepted once, then the flow starts for the
 /// user Keycloak named.
 async fn keycloak_start(State(r): State<Recovery>, Peer(peer): Peer, Form(form): Form<KeycloakStart>) -> Response {
+    let r = r.scoped();
     let request = match r.keycloak_request(&form.request) {
         Ok(request) => request,
         Err(page) => return page,
@@ -649,10 +710,12 @@ async fn keycloak_start(State(r): State<Recovery>, Peer(peer): Peer, Form(form):
         Err(e) => return server_error(&e.to_string()),
     }
     let login = request.login.clone();
-    r.begin(peer, login, form.device == "other", AuthRequest::default(), Some(request), || {
-        message_page(StatusCode::BAD_REQUEST, "Recovery not possible", "This account cannot be recovered here.")
-    })
-    .await
+    let response = r
+        .begin(peer, login, form.device == "other", AuthRequest::default(), Some(request), || {
+            message_page(StatusCode::BAD_REQUEST, "Recovery not possible", "This account cannot be recovered here.")
+        })
+        .await;
+    r.flushed(response).await
 }
 
 /// The continue page's query: the response code a same-device wallet redirect brings.
@@ -663,13 +726,14 @@ struct Continue {
 }
 
 async fn resume_page(State(r): State<Recovery>, headers: HeaderMap, Query(q): Query<Continue>) -> Response {
+    let r = r.scoped();
     let Some(rid) = recovery_cookie(&headers) else { return expired_page() };
     if let Some(code) = q.response_code {
         let flow = match r.lease(&rid).await {
             Ok(flow) => flow,
             Err(page) => return page,
         };
-        return r.resume(&rid, flow, FlowInput::ResponseCode(code), Caller::Browser).await;
+        return r.resume(&rid, flow, FlowInput::ResponseCode(code), Caller::Browser, None).await;
     }
     let flow: Flow = match r.store().session(&rid, now()).await {
         Ok(Some(bytes)) => match serde_json::from_slice(&bytes) {
@@ -691,6 +755,7 @@ async fn resume_page(State(r): State<Recovery>, headers: HeaderMap, Query(q): Qu
 }
 
 async fn wallet_response(State(r): State<Recovery>, body: axum::body::Bytes) -> Response {
+    let r = r.scoped();
     let Ok(body) = String::from_utf8(body.to_vec()) else {
         return wallet_error("invalid_request", "the body is not UTF-8");
     };
@@ -707,14 +772,9 @@ async fn wallet_response(State(r): State<Recovery>, body: axum::body::Bytes) -> 
         Ok(flow) => flow,
         Err(_) => return wallet_error("invalid_request", "the request is unknown, expired or already answered"),
     };
-    let response = r.resume(&rid, flow, FlowInput::Presentation(body), Caller::Wallet).await;
-    if response.status().is_success() {
-        // A request is answered once; the plugin refuses a replay too.
-        if let Err(e) = r.store().delete_session(&key).await {
-            return server_error(&e.to_string());
-        }
-    }
-    no_store(response)
+    // A request is answered once (its key goes with the step's outcome); the plugin refuses
+    // a replay too.
+    no_store(r.resume(&rid, flow, FlowInput::Presentation(body), Caller::Wallet, Some(&key)).await)
 }
 
 /// What the selfie form posts: the image, base64 or as a `data:` URL.
@@ -725,6 +785,7 @@ struct Selfie {
 }
 
 async fn selfie(State(r): State<Recovery>, headers: HeaderMap, Form(form): Form<Selfie>) -> Response {
+    let r = r.scoped();
     let Some(rid) = recovery_cookie(&headers) else { return expired_page() };
     let text = form.selfie.trim();
     let text = text.split_once(";base64,").map_or(text, |(_, data)| data);
@@ -745,14 +806,14 @@ async fn selfie(State(r): State<Recovery>, headers: HeaderMap, Form(form): Form<
         Ok(flow) => flow,
         Err(page) => return page,
     };
-    let reference = match r.adapter.keep_selfie(&image).await {
+    let reference = match r.adapter.keep_selfie(image) {
         Ok(reference) => reference,
         Err(e) => {
             let _ = r.save(&rid, &flow).await;
             return server_error(&e.to_string());
         }
     };
-    r.resume(&rid, flow, FlowInput::Selfie(reference), Caller::Browser).await
+    r.resume(&rid, flow, FlowInput::Selfie(reference), Caller::Browser, None).await
 }
 
 /// What the identity provider sends the browser back with (OIDC4IDA).
@@ -767,6 +828,7 @@ struct Callback {
 }
 
 async fn provider_callback(State(r): State<Recovery>, headers: HeaderMap, Query(q): Query<Callback>) -> Response {
+    let r = r.scoped();
     let Some(rid) = recovery_cookie(&headers) else { return expired_page() };
     let key = provider_key(&q.state);
     // The `state` must belong to this browser's flow, and is accepted once.
@@ -800,7 +862,7 @@ async fn provider_callback(State(r): State<Recovery>, headers: HeaderMap, Query(
         },
         _ => FlowInput::ProviderUnavailable(profile.id.clone()),
     };
-    r.resume(&rid, flow, input, Caller::Browser).await
+    r.resume(&rid, flow, input, Caller::Browser, None).await
 }
 
 /// The authorization code exchange at the provider's token endpoint (PKCE, public client).

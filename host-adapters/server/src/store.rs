@@ -13,7 +13,9 @@
 use regain_core::env::{AuditKind, AuditRecord};
 use ring::rand::SecureRandom as _;
 use sqlx::any::AnyPoolOptions;
-use sqlx::{AnyPool, Row as _};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Row as _};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 /// The migrations of each dialect, in order: `(version, sql)`.
@@ -58,10 +60,106 @@ pub enum StoreError {
 }
 
 /// The database.
+///
+/// A store made by [`Store::scoped`] serves one request: its statements share one pooled
+/// connection (taken at the first statement, given back when the last clone is dropped), and
+/// the audit events and notifications it records are held until the request's next write,
+/// which stores them in the same transaction.
 #[derive(Clone)]
 pub struct Store {
     pub(crate) pool: AnyPool,
     dialect: Dialect,
+    step: Option<Arc<Step>>,
+}
+
+/// What a request-scoped store shares among its clones.
+#[derive(Default)]
+struct Step {
+    conn: tokio::sync::Mutex<Option<PoolConnection<Any>>>,
+    held: std::sync::Mutex<Held>,
+}
+
+impl Drop for Step {
+    fn drop(&mut self) {
+        let held = self.held.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if !held.is_empty() {
+            tracing::error!(
+                events = held.audit.len(),
+                notifications = held.outbox.len(),
+                "a request ended with audit events or notifications not stored"
+            );
+        }
+    }
+}
+
+/// Writes held for the request's next transaction.
+#[derive(Default)]
+struct Held {
+    audit: Vec<AuditRecord>,
+    /// `(user_id, kind, created_at)`.
+    outbox: Vec<(String, String, i64)>,
+}
+
+impl Held {
+    fn is_empty(&self) -> bool {
+        self.audit.is_empty() && self.outbox.is_empty()
+    }
+}
+
+/// A connection for some statements: the request's own, or one from the pool.
+pub(crate) enum Conn<'a> {
+    Pooled(PoolConnection<Any>),
+    Shared(tokio::sync::MappedMutexGuard<'a, PoolConnection<Any>>),
+}
+
+impl std::ops::Deref for Conn<'_> {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            Self::Pooled(c) => c,
+            Self::Shared(c) => c,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Conn<'_> {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            Self::Pooled(c) => c,
+            Self::Shared(c) => c,
+        }
+    }
+}
+
+/// A write to the session table, stored with the request's held writes.
+#[derive(Debug, Clone, Copy)]
+pub enum SessionWrite<'a> {
+    /// Creates or replaces a value.
+    Put {
+        /// Key.
+        id: &'a str,
+        /// Value.
+        state: &'a [u8],
+        /// Seconds since the Unix epoch.
+        now: i64,
+        /// Gone from.
+        expires_at: i64,
+    },
+    /// Stores a leased session's new state and gives the lease back.
+    Release {
+        /// Key.
+        id: &'a str,
+        /// Value.
+        state: &'a [u8],
+        /// Seconds since the Unix epoch.
+        now: i64,
+    },
+    /// Removes a value.
+    Delete {
+        /// Key.
+        id: &'a str,
+    },
 }
 
 /// A pass to store: the secret itself never is, only its MAC.
@@ -176,7 +274,7 @@ impl Store {
             options
         };
         let pool = options.connect(&url).await?;
-        let store = Self { pool, dialect };
+        let store = Self { pool, dialect, step: None };
         store.migrate().await?;
         Ok(store)
     }
@@ -184,6 +282,82 @@ impl Store {
     /// The dialect.
     pub fn dialect(&self) -> Dialect {
         self.dialect
+    }
+
+    /// The connection pool, for statements this type does not offer.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The same database for one request: one connection for all its statements, and its
+    /// audit events and notifications written with its next write (or by [`Store::flush`]).
+    /// Each statement on a pooled connection costs a second round trip when the connection
+    /// goes back (the pool checks it), so a request of ten statements saves nine.
+    #[must_use]
+    pub fn scoped(&self) -> Self {
+        Self { pool: self.pool.clone(), dialect: self.dialect, step: Some(Arc::default()) }
+    }
+
+    /// A connection: the request's own on a scoped store, else one from the pool.
+    pub(crate) async fn conn(&self) -> Result<Conn<'_>, StoreError> {
+        let Some(step) = &self.step else { return Ok(Conn::Pooled(self.pool.acquire().await?)) };
+        let mut slot = step.conn.lock().await;
+        let conn = match slot.take() {
+            Some(conn) => conn,
+            None => self.pool.acquire().await?,
+        };
+        Ok(Conn::Shared(tokio::sync::MutexGuard::map(slot, |s| s.insert(conn))))
+    }
+
+    /// Gives the request's connection back to the pool before a slow call elsewhere (a
+    /// remote service), so that waiting requests do not hold connections; the next
+    /// statement takes one again.
+    pub async fn let_go(&self) {
+        if let Some(step) = &self.step {
+            drop(step.conn.lock().await.take());
+        }
+    }
+
+    fn held(&self) -> Option<std::sync::MutexGuard<'_, Held>> {
+        self.step.as_ref().map(|s| s.held.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Writes the held audit events and notifications now (nothing to do on a store that
+    /// holds none).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.write_sessions(&[]).await
+    }
+
+    /// The session writes, with the held audit events and notifications, in one
+    /// transaction. Held writes that fail are kept for the next attempt.
+    pub async fn write_sessions(&self, writes: &[SessionWrite<'_>]) -> Result<(), StoreError> {
+        let held = self.held().map(|mut h| std::mem::take(&mut *h)).unwrap_or_default();
+        if held.is_empty() && writes.is_empty() {
+            return Ok(());
+        }
+        let statements = usize::from(!held.audit.is_empty()) + usize::from(!held.outbox.is_empty()) + writes.len();
+        let mut conn = self.conn().await?;
+        let result = if statements == 1 {
+            write_on(&mut conn, &held, writes).await
+        } else {
+            async {
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                write_on(&mut tx, &held, writes).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+            .await
+        };
+        drop(conn);
+        if result.is_err()
+            && let Some(mut h) = self.held()
+        {
+            let later = std::mem::take(&mut *h);
+            *h = held;
+            h.audit.extend(later.audit);
+            h.outbox.extend(later.outbox);
+        }
+        result
     }
 
     /// Applies pending migrations in one transaction. On PostgreSQL an advisory lock held
@@ -246,7 +420,7 @@ impl Store {
     ) -> Result<Vec<u8>, StoreError> {
         if let Some(row) = sqlx::query("SELECT material FROM server_keys WHERE name = $1")
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?
         {
             return Ok(row.try_get::<Vec<u8>, _>(0)?);
@@ -258,10 +432,12 @@ impl Store {
         .bind(name)
         .bind(fresh)
         .bind(now())
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
-        let row =
-            sqlx::query("SELECT material FROM server_keys WHERE name = $1").bind(name).fetch_one(&self.pool).await?;
+        let row = sqlx::query("SELECT material FROM server_keys WHERE name = $1")
+            .bind(name)
+            .fetch_one(&mut *self.conn().await?)
+            .await?;
         Ok(row.try_get::<Vec<u8>, _>(0)?)
     }
 
@@ -278,7 +454,7 @@ impl Store {
         .bind(tap.not_before)
         .bind(tap.expires_at)
         .bind(i64::from(tap.one_time))
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }
@@ -295,7 +471,7 @@ impl Store {
         )
         .bind(now)
         .bind(secret_mac)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         Ok(match row {
             Some(row) => Redemption::Redeemed { tap_id: row.try_get(0)?, user_id: row.try_get(1)? },
@@ -308,7 +484,7 @@ impl Store {
         let done = sqlx::query("UPDATE taps SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(now)
             .bind(tap_id)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -322,7 +498,7 @@ impl Store {
         .bind(kind)
         .bind(digest(value))
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -336,9 +512,35 @@ impl Store {
         )
         .bind(key)
         .bind(window_start)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.conn().await?)
         .await?;
         Ok(row.try_get(0)?)
+    }
+
+    /// Counts one hit on each of two different keys in the window starting at
+    /// `window_start`, in one statement; returns the hits so far of each, this one included.
+    pub async fn hit_both(&self, first: &str, second: &str, window_start: i64) -> Result<(i64, i64), StoreError> {
+        let rows = sqlx::query(
+            "INSERT INTO rate_limits (key, window_start, hits) VALUES ($1, $3, 1), ($2, $3, 1) \
+             ON CONFLICT (key, window_start) DO UPDATE SET hits = rate_limits.hits + 1 RETURNING key, hits",
+        )
+        .bind(first)
+        .bind(second)
+        .bind(window_start)
+        .fetch_all(&mut *self.conn().await?)
+        .await?;
+        let mut hits = (0, 0);
+        for row in rows {
+            let key: String = row.try_get(0)?;
+            let count: i64 = row.try_get(1)?;
+            if key == first {
+                hits.0 = count;
+            }
+            if key == second {
+                hits.1 = count;
+            }
+        }
+        Ok(hits)
     }
 
     /// The hits counted on `key` in the window starting at `window_start`, without adding
@@ -347,24 +549,14 @@ impl Store {
         let row = sqlx::query("SELECT hits FROM rate_limits WHERE key = $1 AND window_start = $2")
             .bind(key)
             .bind(window_start)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         Ok(row.map(|r| r.try_get(0)).transpose()?.unwrap_or(0))
     }
 
     /// Stores a recovery session's state.
     pub async fn put_session(&self, id: &str, state: &[u8], now: i64, expires_at: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO recovery_sessions (id, state, created_at, updated_at, expires_at) VALUES ($1, $2, $3, $3, $4) \
-             ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
-        )
-        .bind(id)
-        .bind(state.to_vec())
-        .bind(now)
-        .bind(expires_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.write_sessions(&[SessionWrite::Put { id, state, now, expires_at }]).await
     }
 
     /// A live recovery session's state.
@@ -372,15 +564,14 @@ impl Store {
         let row = sqlx::query("SELECT state FROM recovery_sessions WHERE id = $1 AND expires_at > $2")
             .bind(id)
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         Ok(row.map(|r| r.try_get::<Vec<u8>, _>(0)).transpose()?)
     }
 
     /// Ends a recovery session (or any value kept in the session table).
     pub async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM recovery_sessions WHERE id = $1").bind(id).execute(&self.pool).await?;
-        Ok(())
+        self.write_sessions(&[SessionWrite::Delete { id }]).await
     }
 
     /// Takes the lease of a live recovery session for `seconds` and answers its state; `None`
@@ -388,74 +579,69 @@ impl Store {
     /// another process). The lease makes every step of a flow run once, so a double-posted
     /// form cannot issue two passes.
     pub async fn lease_session(&self, id: &str, now: i64, seconds: i64) -> Result<Option<Vec<u8>>, StoreError> {
-        let taken = sqlx::query(
+        let row = sqlx::query(
             "UPDATE recovery_sessions SET lease_until = $3 \
-             WHERE id = $1 AND expires_at > $2 AND (lease_until IS NULL OR lease_until <= $2)",
+             WHERE id = $1 AND expires_at > $2 AND (lease_until IS NULL OR lease_until <= $2) RETURNING state",
         )
         .bind(id)
         .bind(now)
         .bind(now + seconds)
-        .execute(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
-        if taken.rows_affected() != 1 {
-            return Ok(None);
-        }
-        self.session(id, now).await
+        Ok(row.map(|r| r.try_get::<Vec<u8>, _>(0)).transpose()?)
     }
 
     /// Stores a leased session's new state and gives the lease back.
     pub async fn release_session(&self, id: &str, state: &[u8], now: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE recovery_sessions SET state = $2, updated_at = $3, lease_until = NULL WHERE id = $1")
-            .bind(id)
-            .bind(state.to_vec())
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.write_sessions(&[SessionWrite::Release { id, state, now }]).await
     }
 
-    /// Appends an audit event.
+    /// Appends an audit event; a scoped store holds it for the request's next write.
     pub async fn record_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit_events (at, kind, flow_id, user_id, reason, helpdesk_ref) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(i64::try_from(record.at).unwrap_or(i64::MAX))
-        .bind(kind_name(record.kind))
-        .bind(&record.flow_id)
-        .bind(record.user_id.as_deref())
-        .bind(&record.reason)
-        .bind(record.helpdesk_ref.as_deref())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        if let Some(mut held) = self.held() {
+            held.audit.push(record.clone());
+            return Ok(());
+        }
+        insert_audit(&mut *self.conn().await?, std::slice::from_ref(record)).await
     }
 
-    /// Events of `kind` for `user_id` at or after `since`.
+    /// Events of `kind` for `user_id` at or after `since`, those held by a scoped store
+    /// included.
     pub async fn count_recent(&self, kind: AuditKind, user_id: &str, since: i64) -> Result<i64, StoreError> {
+        let held = self.held().map_or(0, |h| {
+            h.audit
+                .iter()
+                .filter(|r| {
+                    r.kind == kind
+                        && r.user_id.as_deref() == Some(user_id)
+                        && i64::try_from(r.at).unwrap_or(i64::MAX) >= since
+                })
+                .count()
+        });
         let row = sqlx::query("SELECT COUNT(*) FROM audit_events WHERE kind = $1 AND user_id = $2 AND at >= $3")
             .bind(kind_name(kind))
             .bind(user_id)
             .bind(since)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await?;
-        Ok(row.try_get(0)?)
+        Ok(row.try_get::<i64, _>(0)? + i64::try_from(held).unwrap_or(i64::MAX))
     }
 
-    /// Queues a notification for the user's other channels.
+    /// Queues a notification for the user's other channels; a scoped store holds it for the
+    /// request's next write.
     pub async fn queue_notification(&self, user_id: &str, kind: &str, now: i64) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO outbox (user_id, kind, created_at) VALUES ($1, $2, $3)")
-            .bind(user_id)
-            .bind(kind)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        if let Some(mut held) = self.held() {
+            held.outbox.push((user_id.to_owned(), kind.to_owned(), now));
+            return Ok(());
+        }
+        let held = Held { audit: Vec::new(), outbox: vec![(user_id.to_owned(), kind.to_owned(), now)] };
+        write_on(&mut *self.conn().await?, &held, &[]).await
     }
 
     /// Notifications not sent yet, oldest first, as `(seq, user_id, kind)`.
     pub async fn pending_notifications(&self) -> Result<Vec<(i64, String, String)>, StoreError> {
         let rows = sqlx::query("SELECT seq, user_id, kind FROM outbox WHERE sent_at IS NULL ORDER BY seq")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await?;
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
     }
@@ -468,7 +654,7 @@ impl Store {
         )
         .bind(since)
         .bind(user_id.unwrap_or(""))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter().map(audit_record).collect()
     }
@@ -480,10 +666,81 @@ impl Store {
              WHERE flow_id IN (SELECT flow_id FROM audit_events WHERE helpdesk_ref = $1) ORDER BY seq",
         )
         .bind(reference)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter().map(audit_record).collect()
     }
+}
+
+/// Held writes, then session writes, on one connection or transaction.
+async fn write_on(conn: &mut AnyConnection, held: &Held, writes: &[SessionWrite<'_>]) -> Result<(), StoreError> {
+    insert_audit(conn, &held.audit).await?;
+    if !held.outbox.is_empty() {
+        let sql =
+            format!("INSERT INTO outbox (user_id, kind, created_at) VALUES {}", placeholders(3, held.outbox.len()));
+        let mut query = sqlx::query(&sql);
+        for (user_id, kind, at) in &held.outbox {
+            query = query.bind(user_id).bind(kind).bind(*at);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    for write in writes {
+        match *write {
+            SessionWrite::Put { id, state, now, expires_at } => sqlx::query(
+                "INSERT INTO recovery_sessions (id, state, created_at, updated_at, expires_at) \
+                 VALUES ($1, $2, $3, $3, $4) \
+                 ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+            )
+            .bind(id)
+            .bind(state.to_vec())
+            .bind(now)
+            .bind(expires_at),
+            SessionWrite::Release { id, state, now } => sqlx::query(
+                "UPDATE recovery_sessions SET state = $2, updated_at = $3, lease_until = NULL WHERE id = $1",
+            )
+            .bind(id)
+            .bind(state.to_vec())
+            .bind(now),
+            SessionWrite::Delete { id } => sqlx::query("DELETE FROM recovery_sessions WHERE id = $1").bind(id),
+        }
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Appends audit events in one statement.
+async fn insert_audit(conn: &mut AnyConnection, records: &[AuditRecord]) -> Result<(), StoreError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO audit_events (at, kind, flow_id, user_id, reason, helpdesk_ref) VALUES {}",
+        placeholders(6, records.len())
+    );
+    let mut query = sqlx::query(&sql);
+    for record in records {
+        query = query
+            .bind(i64::try_from(record.at).unwrap_or(i64::MAX))
+            .bind(kind_name(record.kind))
+            .bind(record.flow_id.clone())
+            .bind(record.user_id.clone())
+            .bind(record.reason.clone())
+            .bind(record.helpdesk_ref.clone());
+    }
+    query.execute(conn).await?;
+    Ok(())
+}
+
+/// `($1, $2), ($3, $4)` for `rows` rows of `columns` values.
+fn placeholders(columns: usize, rows: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let values: Vec<String> = (1..=columns).map(|c| format!("${}", r * columns + c)).collect();
+            format!("({})", values.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn audit_record(row: &sqlx::any::AnyRow) -> Result<AuditRecord, StoreError> {
@@ -567,6 +824,12 @@ impl Passes {
         };
         self.store.insert_tap(&tap).await?;
         Ok(Issued { tap_id: tap.id, secret, expires_at: tap.expires_at })
+    }
+
+    /// The same passes over another handle of the database (a request's own).
+    #[must_use]
+    pub fn on(&self, store: &Store) -> Self {
+        Self { store: store.clone(), key: self.key.clone() }
     }
 
     /// Redeems what the user typed (case, spaces and dashes do not matter).

@@ -91,7 +91,7 @@ async fn a_recovery_with_the_servers_imports_issues_a_pass_the_server_accepts() 
         let Step::PresentationReceived(code) = &t2.step else { panic!("{:?}", t2.step) };
         let t3 =
             host.resume(adapter.clone(), &t2.state, &FlowInput::ResponseCode(code.clone())).await.unwrap().unwrap();
-        let selfie = adapter.keep_selfie(b"face:90").await.unwrap();
+        let selfie = adapter.keep_selfie(b"face:90".to_vec()).unwrap();
         let t4 = host.resume(adapter.clone(), &t3.state, &FlowInput::Selfie(selfie)).await.unwrap().unwrap();
         let Step::Completed(pass) = &t4.step else { panic!("{:?}", t4.step) };
 

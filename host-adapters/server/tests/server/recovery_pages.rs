@@ -124,8 +124,18 @@ async fn a_same_device_recovery_ends_with_a_pass_that_signs_in_once() {
         assert_eq!(status, StatusCode::OK);
         assert!(page.contains("id=\"selfie-form\""), "{page}");
 
-        let (status, page) = selfie(&s, &browser, "face:91").await;
+        // The selfie is biometric data: compared in memory, never written to the database.
+        let marker = format!("selfie-marker-{}", regain_server::store::random_hex(16).unwrap());
+        let (status, page) = selfie(&s, &browser, &format!("face:91;{marker}")).await;
         assert_eq!(status, StatusCode::OK);
+        if let Some(dir) = &_dir {
+            for file in std::fs::read_dir(dir.path()).unwrap() {
+                let bytes = std::fs::read(file.unwrap().path()).unwrap();
+                assert!(!bytes.windows(marker.len()).any(|w| w == marker.as_bytes()), "the selfie reached the disk");
+                let encoded = base64::engine::general_purpose::STANDARD.encode(format!("face:91;{marker}"));
+                assert!(!bytes.windows(encoded.len()).any(|w| w == encoded.as_bytes()), "the selfie reached the disk");
+            }
+        }
         let pass = element(&page, "tap").unwrap();
         assert!(pass.len() >= 16, "{pass}");
         assert!(page.contains("shown only once"));

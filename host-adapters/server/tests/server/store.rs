@@ -10,7 +10,7 @@
 )]
 
 use regain_core::env::{AuditKind, AuditRecord};
-use regain_server::store::{Dialect, NewTap, Redemption, Store, TapKey, now, random_hex};
+use regain_server::store::{Dialect, NewTap, Redemption, SessionWrite, Store, TapKey, now, random_hex};
 use std::sync::Arc;
 
 /// A fresh SQLite file, kept alive by the returned directory.
@@ -132,6 +132,8 @@ async fn sessions_rate_limits_and_audit_events_are_shared() {
         assert_eq!(a.hit("login:ana", 1000).await.unwrap(), 1);
         assert_eq!(b.hit("login:ana", 1000).await.unwrap(), 2);
         assert_eq!(a.hit("login:ana", 2000).await.unwrap(), 1, "a new window starts at one");
+        assert_eq!(b.hit_both("addr:192.0.2.1", "login:ana", 1000).await.unwrap(), (1, 3), "both counted at once");
+        assert_eq!(a.hit_both("login:ana", "addr:192.0.2.1", 1000).await.unwrap(), (4, 2), "in the order asked");
 
         let event = |kind, reason: &str, helpdesk: Option<&str>| AuditRecord {
             at: u64::try_from(t).unwrap(),
@@ -255,5 +257,62 @@ async fn accounts_codes_tokens_and_sessions() {
 
         a.set_must_register("u-ana", true).await.unwrap();
         assert!(b.user_by_id("u-ana").await.unwrap().unwrap().must_register);
+    }
+}
+
+#[tokio::test]
+async fn a_request_stores_its_audit_events_and_notifications_with_its_outcome() {
+    for (stores, _dir) in both().await {
+        let (a, b) = (&stores[0], &stores[1]);
+        let t = now();
+        let event = |kind, reason: &str| AuditRecord {
+            at: u64::try_from(t).unwrap(),
+            kind,
+            flow_id: "f".repeat(32),
+            user_id: Some("u-ana".into()),
+            reason: reason.into(),
+            helpdesk_ref: None,
+        };
+        let step = a.scoped();
+        step.record_audit(&event(AuditKind::RecoveryStarted, "ok")).await.unwrap();
+        step.record_audit(&event(AuditKind::AccountMatched, "exact")).await.unwrap();
+        step.queue_notification("u-ana", "access-restored", t).await.unwrap();
+        // Held by the request: counted by it, not stored yet.
+        assert_eq!(step.count_recent(AuditKind::RecoveryStarted, "u-ana", t - 10).await.unwrap(), 1);
+        assert_eq!(b.count_recent(AuditKind::RecoveryStarted, "u-ana", t - 10).await.unwrap(), 0);
+        assert!(b.pending_notifications().await.unwrap().is_empty());
+
+        // A failing write stores none of it, and keeps it for the next attempt.
+        sqlx::query("ALTER TABLE outbox RENAME TO outbox_away").execute(b.pool()).await.unwrap();
+        let failed = step
+            .write_sessions(&[SessionWrite::Put { id: "flow-9", state: b"RGN\0one", now: t, expires_at: t + 900 }])
+            .await;
+        assert!(failed.is_err());
+        sqlx::query("ALTER TABLE outbox_away RENAME TO outbox").execute(b.pool()).await.unwrap();
+        assert_eq!(b.session("flow-9", t).await.unwrap(), None);
+        assert_eq!(b.count_recent(AuditKind::RecoveryStarted, "u-ana", t - 10).await.unwrap(), 0);
+
+        // The next write stores the events, the notification and the session together.
+        step.write_sessions(&[SessionWrite::Put { id: "flow-9", state: b"RGN\0two", now: t, expires_at: t + 900 }])
+            .await
+            .unwrap();
+        assert_eq!(b.session("flow-9", t).await.unwrap().as_deref(), Some(&b"RGN\0two"[..]));
+        let trail: Vec<AuditKind> =
+            b.audit_since(t - 10, Some("u-ana")).await.unwrap().iter().map(|e| e.kind).collect();
+        assert_eq!(trail, [AuditKind::RecoveryStarted, AuditKind::AccountMatched]);
+        let outbox = b.pending_notifications().await.unwrap();
+        assert_eq!(outbox.len(), 1);
+        assert_eq!((outbox[0].1.as_str(), outbox[0].2.as_str()), ("u-ana", "access-restored"));
+        // Nothing is held any more: a flush writes nothing twice.
+        step.flush().await.unwrap();
+        assert_eq!(b.count_recent(AuditKind::RecoveryStarted, "u-ana", t - 10).await.unwrap(), 1);
+
+        // The lease is taken once and answers the state in one statement.
+        assert_eq!(b.lease_session("flow-9", t, 30).await.unwrap().as_deref(), Some(&b"RGN\0two"[..]));
+        assert_eq!(a.lease_session("flow-9", t, 30).await.unwrap(), None, "leased by the other process");
+        step.write_sessions(&[SessionWrite::Release { id: "flow-9", state: b"RGN\0three", now: t }]).await.unwrap();
+        assert_eq!(a.lease_session("flow-9", t, 30).await.unwrap().as_deref(), Some(&b"RGN\0three"[..]));
+        step.write_sessions(&[SessionWrite::Delete { id: "flow-9" }]).await.unwrap();
+        assert_eq!(b.session("flow-9", t).await.unwrap(), None);
     }
 }

@@ -39,6 +39,8 @@ impl FaceService for FaceDouble {
     fn compare<'a>(&'a self, _: &'a [u8], selfie: &'a [u8]) -> BoxFuture<'a, Result<FaceComparison, FaceCheckError>> {
         Box::pin(async move {
             let text = std::str::from_utf8(selfie).map_err(|_| FaceCheckError::UnknownSelfie)?;
+            // `face:SCORE`, optionally followed by `;` and anything (a marker to look for).
+            let text = text.split(';').next().unwrap_or_default();
             let score = text.strip_prefix("face:").and_then(|s| s.parse().ok()).ok_or(FaceCheckError::UnknownSelfie)?;
             Ok(FaceComparison { score, live: true })
         })
