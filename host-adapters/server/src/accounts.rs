@@ -154,6 +154,21 @@ impl Store {
         Ok(())
     }
 
+    /// Removes the password, the TOTP secret or both, in one statement.
+    pub async fn remove_secrets(&self, user_id: &str, password: bool, totp: bool) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE users SET password_hash = CASE WHEN $2 = 1 THEN NULL ELSE password_hash END, \
+             totp_secret = CASE WHEN $3 = 1 THEN NULL ELSE totp_secret END, \
+             totp_last_step = CASE WHEN $3 = 1 THEN NULL ELSE totp_last_step END WHERE id = $1",
+        )
+        .bind(user_id)
+        .bind(i64::from(password))
+        .bind(i64::from(totp))
+        .execute(&mut *self.conn().await?)
+        .await?;
+        Ok(())
+    }
+
     /// Records the TOTP time step just used; `false` when it (or a later one) was used
     /// already, so a code is accepted once.
     pub async fn use_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError> {
@@ -177,13 +192,18 @@ impl Store {
         Ok(())
     }
 
-    /// Records a successful sign-in.
-    pub async fn touch_sign_in(&self, user_id: &str, now: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE users SET last_sign_in = $1 WHERE id = $2")
-            .bind(now)
-            .bind(user_id)
-            .execute(&mut *self.conn().await?)
-            .await?;
+    /// Records a successful sign-in; `must_register` (after a pass sign-in) makes the user
+    /// register a new method before anything else, in the same statement.
+    pub async fn touch_sign_in(&self, user_id: &str, now: i64, must_register: bool) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE users SET last_sign_in = $1, must_register = CASE WHEN $3 = 1 THEN 1 ELSE must_register END \
+             WHERE id = $2",
+        )
+        .bind(now)
+        .bind(user_id)
+        .bind(i64::from(must_register))
+        .execute(&mut *self.conn().await?)
+        .await?;
         Ok(())
     }
 

@@ -214,20 +214,18 @@ impl regain_host::Credentials for ServerAdapter {
         if let Some(keycloak) = &self.keycloak {
             return keycloak.revoke_methods(&user_id, &kinds).await;
         }
-        let mut removed = 0;
-        for kind in kinds {
-            let done = match kind {
-                MethodKind::Password => self.store.set_password(&user_id, None).await.map(|()| 1),
-                MethodKind::Totp => self.store.set_totp(&user_id, None).await.map(|()| 1),
-                MethodKind::Passkey => {
-                    self.store.delete_passkeys(&user_id).await.map(|n| u32::try_from(n).unwrap_or(u32::MAX))
-                }
-                // Phone and email factors are not stored by this server yet; passes are never
-                // revoked here, since the one just issued is the way back in.
-                MethodKind::Phone | MethodKind::Email | MethodKind::TemporaryAccessPass => Ok(0),
-            };
-            removed += done.map_err(|e| CredentialError::Unavailable(unavailable(e)))?;
+        let unavailable = |e| CredentialError::Unavailable(unavailable(e));
+        let (password, totp) = (kinds.contains(&MethodKind::Password), kinds.contains(&MethodKind::Totp));
+        let mut removed = u32::from(password) + u32::from(totp);
+        if removed > 0 {
+            self.store.remove_secrets(&user_id, password, totp).await.map_err(unavailable)?;
         }
+        if kinds.contains(&MethodKind::Passkey) {
+            let passkeys = self.store.delete_passkeys(&user_id).await.map_err(unavailable)?;
+            removed = removed.saturating_add(u32::try_from(passkeys).unwrap_or(u32::MAX));
+        }
+        // Phone and email factors are not stored by this server yet; passes are never revoked
+        // here, since the one just issued is the way back in.
         Ok(removed)
     }
 

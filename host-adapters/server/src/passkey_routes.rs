@@ -274,7 +274,7 @@ async fn sign_in(State(p): State<Provider>, Peer(peer): Peer, Form(form): Form<P
         Ok(false) => return refuse_sign_in(&p, req, &failures_key, window, "signature counter raced").await,
         Err(e) => return server_error(&e.to_string()),
     }
-    start_session(&p, req, &account.id, AMR, t).await
+    start_session(&p, req, account, AMR, t).await
 }
 
 /// For a signed-in user: a page to add a passkey, then continue to the client.

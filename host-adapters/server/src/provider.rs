@@ -348,22 +348,27 @@ async fn sign_in(State(p): State<Provider>, Peer(peer): Peer, Form(form): Form<S
             Err(e) => return server_error(&e),
         },
         "tap" => match p.passes.redeem(&form.tap, t).await {
-            Ok(Redemption::Redeemed { user_id, .. }) if user_id == account.id => {
-                if let Err(e) = p.store.set_must_register(&account.id, true).await {
-                    return server_error(&e.to_string());
-                }
-                "tap".to_owned()
-            }
+            // The user must register a new method before anything else (stored with the sign-in).
+            Ok(Redemption::Redeemed { user_id, .. }) if user_id == account.id => "tap".to_owned(),
             Ok(_) => return refuse("This pass is not valid, has expired or was already used.").await,
             Err(e) => return server_error(&e.to_string()),
         },
         _ => return login_page(&form.req, Some("Choose a way to sign in.")),
     };
-    start_session(&p, &form.req, &account.id, &amr, t).await
+    start_session(&p, &form.req, account, &amr, t).await
 }
 
-/// A new browser session for `user_id` signed in by `amr`, then on to the client.
-pub(crate) async fn start_session(p: &Provider, req: &AuthRequest, user_id: &str, amr: &str, t: i64) -> Response {
+/// A new browser session for `account` signed in by `amr`, then on to the client. After a
+/// pass sign-in (`amr` is `tap`) the user must first register a new method.
+pub(crate) async fn start_session(
+    p: &Provider,
+    req: &AuthRequest,
+    mut account: Account,
+    amr: &str,
+    t: i64,
+) -> Response {
+    let user_id = account.id.clone();
+    account.must_register |= amr == "tap";
     let sid = match random_hex(32) {
         Ok(sid) => sid,
         Err(e) => return server_error(&e.to_string()),
@@ -373,11 +378,11 @@ pub(crate) async fn start_session(p: &Provider, req: &AuthRequest, user_id: &str
     if let Err(e) = p.store.insert_browser_session(&sid, &session, t + SESSION_SECONDS).await {
         return server_error(&e.to_string());
     }
-    if let Err(e) = p.store.touch_sign_in(user_id, t).await {
+    if let Err(e) = p.store.touch_sign_in(&user_id, t, account.must_register).await {
         return server_error(&e.to_string());
     }
     let set_cookie = format!("{COOKIE}={sid}; Path=/; HttpOnly; SameSite=Lax; Max-Age={SESSION_SECONDS}");
-    let mut response = continue_as(p, req, &session, None).await;
+    let mut response = continue_with(p, req, &session, &account, None).await;
     if let Ok(value) = set_cookie.parse() {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
@@ -427,8 +432,20 @@ pub(crate) async fn continue_as(
         Ok(_) => return login_page(req, Some(GENERIC_FAILURE)),
         Err(e) => return server_error(&e.to_string()),
     };
+    continue_with(p, req, session, &account, message).await
+}
+
+/// Signed in as `account` (enabled, as just read): issue the code, unless the user must
+/// first register a new method.
+async fn continue_with(
+    p: &Provider,
+    req: &AuthRequest,
+    session: &BrowserSession,
+    account: &Account,
+    message: Option<&str>,
+) -> Response {
     if account.must_register {
-        return register_page(req, &account, message);
+        return register_page(req, account, message);
     }
     let code = match random_hex(32) {
         Ok(code) => code,

@@ -15,6 +15,7 @@ use ring::rand::SecureRandom as _;
 use sqlx::any::AnyPoolOptions;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Row as _};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
@@ -77,10 +78,18 @@ pub struct Store {
 struct Step {
     conn: tokio::sync::Mutex<Option<PoolConnection<Any>>>,
     held: std::sync::Mutex<Held>,
+    /// A SQLite batch is running on the connection (its transaction is open).
+    unfinished: AtomicBool,
 }
 
 impl Drop for Step {
     fn drop(&mut self) {
+        if *self.unfinished.get_mut()
+            && let Some(conn) = self.conn.get_mut().take()
+        {
+            tracing::warn!("a request ended during a database write; its connection is closed");
+            drop(conn.detach());
+        }
         let held = self.held.get_mut().unwrap_or_else(PoisonError::into_inner);
         if !held.is_empty() {
             tracing::error!(
@@ -335,20 +344,7 @@ impl Store {
         if held.is_empty() && writes.is_empty() {
             return Ok(());
         }
-        let statements = usize::from(!held.audit.is_empty()) + usize::from(!held.outbox.is_empty()) + writes.len();
-        let mut conn = self.conn().await?;
-        let result = if statements == 1 {
-            write_on(&mut conn, &held, writes).await
-        } else {
-            async {
-                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-                write_on(&mut tx, &held, writes).await?;
-                tx.commit().await?;
-                Ok(())
-            }
-            .await
-        };
-        drop(conn);
+        let result = self.run(batch_of(&held, writes)).await;
         if result.is_err()
             && let Some(mut h) = self.held()
         {
@@ -358,6 +354,47 @@ impl Store {
             h.outbox.extend(later.outbox);
         }
         result
+    }
+
+    /// Runs a batch: one round trip, all or nothing. A request dropped while a SQLite batch
+    /// runs (the client went away) closes its connection instead of giving it back, so that
+    /// SQLite rolls the unfinished transaction back and no later request inherits it.
+    async fn run(&self, batch: Batch) -> Result<(), StoreError> {
+        if batch.parts.is_empty() {
+            return Ok(());
+        }
+        let scoped;
+        let store = if self.step.is_some() {
+            self
+        } else {
+            scoped = self.scoped();
+            &scoped
+        };
+        let step = store.step.as_deref();
+        let sql = batch.sql(self.dialect);
+        let mut query = sqlx::query(&sql);
+        for value in batch.args {
+            query = match value {
+                Value::Int(v) => query.bind(v),
+                Value::Text(v) => query.bind(v),
+                Value::Blob(v) => query.bind(v),
+            };
+        }
+        let mut conn = store.conn().await?;
+        let open = self.dialect == Dialect::Sqlite && batch.parts.len() > 1;
+        if let Some(step) = step {
+            step.unfinished.store(open, Ordering::SeqCst);
+        }
+        let result = query.execute(&mut *conn).await;
+        if result.is_err() && open {
+            // Ends the transaction the failed statement left open (an error here means none was).
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        }
+        if let Some(step) = step {
+            step.unfinished.store(false, Ordering::SeqCst);
+        }
+        result?;
+        Ok(())
     }
 
     /// Applies pending migrations in one transaction. On PostgreSQL an advisory lock held
@@ -602,7 +639,7 @@ impl Store {
             held.audit.push(record.clone());
             return Ok(());
         }
-        insert_audit(&mut *self.conn().await?, std::slice::from_ref(record)).await
+        self.run(batch_of(&Held { audit: vec![record.clone()], outbox: Vec::new() }, &[])).await
     }
 
     /// Events of `kind` for `user_id` at or after `since`, those held by a scoped store
@@ -635,7 +672,7 @@ impl Store {
             return Ok(());
         }
         let held = Held { audit: Vec::new(), outbox: vec![(user_id.to_owned(), kind.to_owned(), now)] };
-        write_on(&mut *self.conn().await?, &held, &[]).await
+        self.run(batch_of(&held, &[])).await
     }
 
     /// Notifications not sent yet, oldest first, as `(seq, user_id, kind)`.
@@ -672,64 +709,119 @@ impl Store {
     }
 }
 
-/// Held writes, then session writes, on one connection or transaction.
-async fn write_on(conn: &mut AnyConnection, held: &Held, writes: &[SessionWrite<'_>]) -> Result<(), StoreError> {
-    insert_audit(conn, &held.audit).await?;
+/// Held writes, then session writes, as one batch.
+fn batch_of(held: &Held, writes: &[SessionWrite<'_>]) -> Batch {
+    let mut batch = Batch::default();
+    if !held.audit.is_empty() {
+        let values = held.audit.iter().flat_map(|r| {
+            [
+                Value::Int(i64::try_from(r.at).unwrap_or(i64::MAX)),
+                Value::Text(Some(kind_name(r.kind))),
+                Value::Text(Some(r.flow_id.clone())),
+                Value::Text(r.user_id.clone()),
+                Value::Text(Some(r.reason.clone())),
+                Value::Text(r.helpdesk_ref.clone()),
+            ]
+        });
+        batch.add(
+            &format!(
+                "INSERT INTO audit_events (at, kind, flow_id, user_id, reason, helpdesk_ref) VALUES {}",
+                placeholders(6, held.audit.len())
+            ),
+            values,
+        );
+    }
     if !held.outbox.is_empty() {
-        let sql =
-            format!("INSERT INTO outbox (user_id, kind, created_at) VALUES {}", placeholders(3, held.outbox.len()));
-        let mut query = sqlx::query(&sql);
-        for (user_id, kind, at) in &held.outbox {
-            query = query.bind(user_id).bind(kind).bind(*at);
-        }
-        query.execute(&mut *conn).await?;
+        let values = held.outbox.iter().flat_map(|(user_id, kind, at)| {
+            [Value::Text(Some(user_id.clone())), Value::Text(Some(kind.clone())), Value::Int(*at)]
+        });
+        batch.add(
+            &format!("INSERT INTO outbox (user_id, kind, created_at) VALUES {}", placeholders(3, held.outbox.len())),
+            values,
+        );
     }
     for write in writes {
         match *write {
-            SessionWrite::Put { id, state, now, expires_at } => sqlx::query(
+            SessionWrite::Put { id, state, now, expires_at } => batch.add(
                 "INSERT INTO recovery_sessions (id, state, created_at, updated_at, expires_at) \
                  VALUES ($1, $2, $3, $3, $4) \
                  ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
-            )
-            .bind(id)
-            .bind(state.to_vec())
-            .bind(now)
-            .bind(expires_at),
-            SessionWrite::Release { id, state, now } => sqlx::query(
+                [
+                    Value::Text(Some(id.to_owned())),
+                    Value::Blob(state.to_vec()),
+                    Value::Int(now),
+                    Value::Int(expires_at),
+                ],
+            ),
+            SessionWrite::Release { id, state, now } => batch.add(
                 "UPDATE recovery_sessions SET state = $2, updated_at = $3, lease_until = NULL WHERE id = $1",
-            )
-            .bind(id)
-            .bind(state.to_vec())
-            .bind(now),
-            SessionWrite::Delete { id } => sqlx::query("DELETE FROM recovery_sessions WHERE id = $1").bind(id),
+                [Value::Text(Some(id.to_owned())), Value::Blob(state.to_vec()), Value::Int(now)],
+            ),
+            SessionWrite::Delete { id } => {
+                batch.add("DELETE FROM recovery_sessions WHERE id = $1", [Value::Text(Some(id.to_owned()))]);
+            }
         }
-        .execute(&mut *conn)
-        .await?;
     }
-    Ok(())
+    batch
 }
 
-/// Appends audit events in one statement.
-async fn insert_audit(conn: &mut AnyConnection, records: &[AuditRecord]) -> Result<(), StoreError> {
-    if records.is_empty() {
-        return Ok(());
+/// A value bound to a batch.
+enum Value {
+    Int(i64),
+    Text(Option<String>),
+    Blob(Vec<u8>),
+}
+
+/// Writes that run as one: one round trip, all or nothing. On PostgreSQL they are one
+/// statement (each write but the last a data-modifying `WITH` part; they touch different
+/// rows, so it does not matter that the parts see one snapshot); on SQLite one text of
+/// statements between `BEGIN IMMEDIATE` and `COMMIT`, which the connection's thread runs
+/// in one go.
+#[derive(Default)]
+struct Batch {
+    parts: Vec<String>,
+    args: Vec<Value>,
+}
+
+impl Batch {
+    /// Adds a statement written with its own `$1`, `$2`... and their values.
+    fn add(&mut self, sql: &str, values: impl IntoIterator<Item = Value>) {
+        self.parts.push(renumber(sql, self.args.len()));
+        self.args.extend(values);
     }
-    let sql = format!(
-        "INSERT INTO audit_events (at, kind, flow_id, user_id, reason, helpdesk_ref) VALUES {}",
-        placeholders(6, records.len())
-    );
-    let mut query = sqlx::query(&sql);
-    for record in records {
-        query = query
-            .bind(i64::try_from(record.at).unwrap_or(i64::MAX))
-            .bind(kind_name(record.kind))
-            .bind(record.flow_id.clone())
-            .bind(record.user_id.clone())
-            .bind(record.reason.clone())
-            .bind(record.helpdesk_ref.clone());
+
+    fn sql(&self, dialect: Dialect) -> String {
+        match (dialect, self.parts.as_slice()) {
+            (_, []) => String::new(),
+            (_, [one]) => one.clone(),
+            (Dialect::Postgres, [init @ .., last]) => {
+                let parts: Vec<String> = init.iter().enumerate().map(|(i, p)| format!("w{i} AS ({p})")).collect();
+                format!("WITH {} {last}", parts.join(", "))
+            }
+            (Dialect::Sqlite, parts) => format!("BEGIN IMMEDIATE; {}; COMMIT", parts.join("; ")),
+        }
     }
-    query.execute(conn).await?;
-    Ok(())
+}
+
+/// `sql` with every parameter `$n` moved to `$(n + offset)`.
+fn renumber(sql: &str, offset: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '$' {
+            continue;
+        }
+        let mut digits = String::new();
+        while let Some(d) = chars.next_if(char::is_ascii_digit) {
+            digits.push(d);
+        }
+        match digits.parse::<usize>() {
+            Ok(n) => out.push_str(&(n + offset).to_string()),
+            Err(_) => out.push_str(&digits),
+        }
+    }
+    out
 }
 
 /// `($1, $2), ($3, $4)` for `rows` rows of `columns` values.
