@@ -953,7 +953,8 @@ fn report(r: &Results) -> String {
         w,
         "Statements counted from the server's own statement log (`sqlx::query` at debug level) over {} \
          recoveries on a separate SQLite server, so that the logging costs nothing above: {} in all per \
-         recovery.\n",
+         recovery. A batch is a step's writes sent as one text (`BEGIN IMMEDIATE; ...; COMMIT`; on \
+         PostgreSQL one statement) and counts as one statement here.\n",
         r.statements.recoveries,
         kinds.join(", ")
     );
@@ -1126,7 +1127,9 @@ async fn count_statements(load: &Load, idv: &str, status_uri: &str, count: usize
     for line in text.get(from..).unwrap_or_default().lines().filter(|l| l.contains("sqlx::query")) {
         let kind = line.split("summary=\"").nth(1).and_then(|s| s.split_whitespace().next()).unwrap_or("?");
         let kind = kind.trim_end_matches('"').to_uppercase();
-        let write = matches!(kind.as_str(), "INSERT" | "UPDATE" | "DELETE");
+        // A step's writes go as one batch: `BEGIN IMMEDIATE; ...; COMMIT` on SQLite.
+        let kind = if kind == "BEGIN" { "BATCH".to_owned() } else { kind };
+        let write = matches!(kind.as_str(), "INSERT" | "UPDATE" | "DELETE" | "BATCH");
         let route = line.split("route=").nth(1).and_then(|r| r.split(['}', ' ']).next()).unwrap_or("");
         if let Some(step) = ROUTES.iter().position(|r| *r == route) {
             steps[step].0 += per;
