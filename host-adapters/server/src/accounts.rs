@@ -2,7 +2,7 @@
 //! methods, single-use authorization codes, access tokens and browser sessions. Codes,
 //! tokens and session ids are stored as their SHA-256 only.
 
-use crate::store::{Store, StoreError, digest};
+use crate::store::{Batch, Store, StoreError, Value, digest};
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 use std::collections::BTreeMap;
@@ -154,19 +154,29 @@ impl Store {
         Ok(())
     }
 
-    /// Removes the password, the TOTP secret or both, in one statement.
-    pub async fn remove_secrets(&self, user_id: &str, password: bool, totp: bool) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE users SET password_hash = CASE WHEN $2 = 1 THEN NULL ELSE password_hash END, \
-             totp_secret = CASE WHEN $3 = 1 THEN NULL ELSE totp_secret END, \
-             totp_last_step = CASE WHEN $3 = 1 THEN NULL ELSE totp_last_step END WHERE id = $1",
-        )
-        .bind(user_id)
-        .bind(i64::from(password))
-        .bind(i64::from(totp))
-        .execute(&mut *self.conn().await?)
-        .await?;
-        Ok(())
+    /// Removes the password, the TOTP secret and the passkeys (those asked for) with the
+    /// audit events held so far, in one batch; answers how many methods were removed.
+    pub async fn remove_methods(
+        &self,
+        user_id: &str,
+        password: bool,
+        totp: bool,
+        passkeys: bool,
+    ) -> Result<u64, StoreError> {
+        let mut batch = Batch::default();
+        if password || totp {
+            batch.add(
+                "UPDATE users SET password_hash = CASE WHEN $2 = 1 THEN NULL ELSE password_hash END, \
+                 totp_secret = CASE WHEN $3 = 1 THEN NULL ELSE totp_secret END, \
+                 totp_last_step = CASE WHEN $3 = 1 THEN NULL ELSE totp_last_step END WHERE id = $1",
+                [Value::text(user_id), Value::Int(i64::from(password)), Value::Int(i64::from(totp))],
+            );
+        }
+        if passkeys {
+            batch.add("DELETE FROM passkeys WHERE user_id = $1 RETURNING 1", [Value::text(user_id)]);
+        }
+        let removed = self.with_held(batch).await?.len();
+        Ok(u64::from(password) + u64::from(totp) + u64::try_from(removed).unwrap_or(u64::MAX))
     }
 
     /// Records the TOTP time step just used; `false` when it (or a later one) was used
@@ -182,29 +192,14 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Sets whether the user must register a new method before any client gets tokens.
+    /// Sets whether the user must register a new method before any client gets tokens
+    /// (with the audit events held so far).
     pub async fn set_must_register(&self, user_id: &str, must: bool) -> Result<(), StoreError> {
-        sqlx::query("UPDATE users SET must_register = $1 WHERE id = $2")
-            .bind(i64::from(must))
-            .bind(user_id)
-            .execute(&mut *self.conn().await?)
-            .await?;
-        Ok(())
-    }
-
-    /// Records a successful sign-in; `must_register` (after a pass sign-in) makes the user
-    /// register a new method before anything else, in the same statement.
-    pub async fn touch_sign_in(&self, user_id: &str, now: i64, must_register: bool) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE users SET last_sign_in = $1, must_register = CASE WHEN $3 = 1 THEN 1 ELSE must_register END \
-             WHERE id = $2",
-        )
-        .bind(now)
-        .bind(user_id)
-        .bind(i64::from(must_register))
-        .execute(&mut *self.conn().await?)
-        .await?;
-        Ok(())
+        let batch = Batch::of(
+            "UPDATE users SET must_register = $1 WHERE id = $2",
+            [Value::Int(i64::from(must)), Value::text(user_id)],
+        );
+        self.with_held(batch).await.map(drop)
     }
 
     /// Stores an authorization code's grant.
@@ -286,17 +281,26 @@ impl Store {
         s: &BrowserSession,
         expires_at: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO browser_sessions (digest, user_id, auth_time, amr, expires_at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(digest(id))
-        .bind(&s.user_id)
-        .bind(s.auth_time)
-        .bind(&s.amr)
-        .bind(expires_at)
-        .execute(&mut *self.conn().await?)
-        .await?;
-        Ok(())
+        self.with_held(session_insert(id, s, expires_at)).await.map(drop)
+    }
+
+    /// A sign-in: the new browser session and the user's sign-in time, in one batch;
+    /// `must_register` (after a pass sign-in) also makes the user register a new method
+    /// before anything else.
+    pub async fn record_sign_in(
+        &self,
+        id: &str,
+        s: &BrowserSession,
+        expires_at: i64,
+        must_register: bool,
+    ) -> Result<(), StoreError> {
+        let mut batch = session_insert(id, s, expires_at);
+        batch.add(
+            "UPDATE users SET last_sign_in = $1, must_register = CASE WHEN $3 = 1 THEN 1 ELSE must_register END \
+             WHERE id = $2",
+            [Value::Int(s.auth_time), Value::text(&s.user_id), Value::Int(i64::from(must_register))],
+        );
+        self.with_held(batch).await.map(drop)
     }
 
     /// A live browser session.
@@ -313,27 +317,42 @@ impl Store {
     }
 
     /// Ends every session of a user and the access tokens issued to them (sign-out everywhere,
-    /// or after a recovery).
+    /// or after a recovery), with the audit events held so far, in one batch.
     pub async fn revoke_browser_sessions(&self, user_id: &str, now: i64) -> Result<u64, StoreError> {
-        let mut conn = self.conn().await?;
-        end_sessions_on(&mut conn, user_id, now).await
+        let mut batch = Batch::of(END_TOKENS, [Value::text(user_id)]);
+        batch.add(&format!("{END_SESSIONS} RETURNING 1"), [Value::Int(now), Value::text(user_id)]);
+        Ok(u64::try_from(self.with_held(batch).await?.len()).unwrap_or(u64::MAX))
     }
 }
 
-/// Ends a user's browser sessions and deletes their access tokens, on a connection (or in a
-/// transaction); answers how many sessions ended.
+/// Stores a browser session (as the digest of its id).
+fn session_insert(id: &str, s: &BrowserSession, expires_at: i64) -> Batch {
+    Batch::of(
+        "INSERT INTO browser_sessions (digest, user_id, auth_time, amr, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        [
+            Value::text(&digest(id)),
+            Value::text(&s.user_id),
+            Value::Int(s.auth_time),
+            Value::text(&s.amr),
+            Value::Int(expires_at),
+        ],
+    )
+}
+
+/// Ends a user's browser sessions (`$1` the time, `$2` the user).
+const END_SESSIONS: &str = "UPDATE browser_sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL";
+/// Deletes the access tokens issued to a user (`$1`): they end with the sessions.
+const END_TOKENS: &str = "DELETE FROM access_tokens WHERE user_id = $1";
+
+/// Ends a user's browser sessions and deletes their access tokens, in a transaction;
+/// answers how many sessions ended.
 pub(crate) async fn end_sessions_on(
     conn: &mut sqlx::AnyConnection,
     user_id: &str,
     now: i64,
 ) -> Result<u64, StoreError> {
-    let done = sqlx::query("UPDATE browser_sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
-        .bind(now)
-        .bind(user_id)
-        .execute(&mut *conn)
-        .await?;
-    // Tokens issued in those sessions end with them.
-    sqlx::query("DELETE FROM access_tokens WHERE user_id = $1").bind(user_id).execute(&mut *conn).await?;
+    let done = sqlx::query(END_SESSIONS).bind(now).bind(user_id).execute(&mut *conn).await?;
+    sqlx::query(END_TOKENS).bind(user_id).execute(&mut *conn).await?;
     Ok(done.rows_affected())
 }
 

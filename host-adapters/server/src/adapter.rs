@@ -146,6 +146,7 @@ fn unavailable<E: std::fmt::Display>(e: E) -> String {
 impl regain_host::Directory for ServerAdapter {
     async fn find_user_by_login(&self, login: String) -> Result<Option<User>, DirectoryError> {
         if let Some(keycloak) = &self.keycloak {
+            self.store.let_go().await;
             return keycloak.find_user_by_login(&login).await;
         }
         let found = self.store.user_by_login(&login).await.map_err(|e| DirectoryError::Unavailable(unavailable(e)))?;
@@ -165,6 +166,7 @@ impl regain_host::Directory for ServerAdapter {
 
     async fn count_users_by_name(&self, given_name: String, family_name: String) -> Result<u32, DirectoryError> {
         if let Some(keycloak) = &self.keycloak {
+            self.store.let_go().await;
             return keycloak.count_users_by_name(&given_name, &family_name).await;
         }
         let count = self
@@ -177,17 +179,21 @@ impl regain_host::Directory for ServerAdapter {
 }
 
 impl ServerAdapter {
-    /// Stores the audit events held so far before a credential changes, so that no change
-    /// is ever without its trail.
-    async fn audit_first(&self) -> Result<(), CredentialError> {
-        self.store.flush().await.map_err(|e| CredentialError::Unavailable(unavailable(e)))
+    /// Keycloak, once the audit events held so far are stored (a credential is about to
+    /// change there: no change is ever without its trail) and the request's connection is
+    /// given back while Keycloak answers. On this server's own database the held events go
+    /// in the same batch as the change instead.
+    async fn keycloak_after_audit(&self) -> Result<Option<&crate::keycloak::Keycloak>, CredentialError> {
+        let Some(keycloak) = self.keycloak.as_deref() else { return Ok(None) };
+        self.store.flush().await.map_err(|e| CredentialError::Unavailable(unavailable(e)))?;
+        self.store.let_go().await;
+        Ok(Some(keycloak))
     }
 }
 
 impl regain_host::Credentials for ServerAdapter {
     async fn issue_tap(&self, request: TapRequest) -> Result<IssuedTap, CredentialError> {
-        self.audit_first().await?;
-        if let Some(keycloak) = &self.keycloak {
+        if let Some(keycloak) = self.keycloak_after_audit().await? {
             return keycloak.issue_tap(&request).await;
         }
         let issued = self
@@ -210,36 +216,33 @@ impl regain_host::Credentials for ServerAdapter {
     }
 
     async fn revoke_methods(&self, user_id: String, kinds: Vec<MethodKind>) -> Result<u32, CredentialError> {
-        self.audit_first().await?;
-        if let Some(keycloak) = &self.keycloak {
+        if let Some(keycloak) = self.keycloak_after_audit().await? {
             return keycloak.revoke_methods(&user_id, &kinds).await;
         }
-        let unavailable = |e| CredentialError::Unavailable(unavailable(e));
-        let (password, totp) = (kinds.contains(&MethodKind::Password), kinds.contains(&MethodKind::Totp));
-        let mut removed = u32::from(password) + u32::from(totp);
-        if removed > 0 {
-            self.store.remove_secrets(&user_id, password, totp).await.map_err(unavailable)?;
-        }
-        if kinds.contains(&MethodKind::Passkey) {
-            let passkeys = self.store.delete_passkeys(&user_id).await.map_err(unavailable)?;
-            removed = removed.saturating_add(u32::try_from(passkeys).unwrap_or(u32::MAX));
-        }
+        let removed = self
+            .store
+            .remove_methods(
+                &user_id,
+                kinds.contains(&MethodKind::Password),
+                kinds.contains(&MethodKind::Totp),
+                kinds.contains(&MethodKind::Passkey),
+            )
+            .await
+            .map_err(|e| CredentialError::Unavailable(unavailable(e)))?;
         // Phone and email factors are not stored by this server yet; passes are never revoked
         // here, since the one just issued is the way back in.
-        Ok(removed)
+        Ok(u32::try_from(removed).unwrap_or(u32::MAX))
     }
 
     async fn require_registration(&self, user_id: String) -> Result<(), CredentialError> {
-        self.audit_first().await?;
-        if let Some(keycloak) = &self.keycloak {
+        if let Some(keycloak) = self.keycloak_after_audit().await? {
             return keycloak.require_registration(&user_id).await;
         }
         self.store.set_must_register(&user_id, true).await.map_err(|e| CredentialError::Unavailable(unavailable(e)))
     }
 
     async fn revoke_sessions(&self, user_id: String) -> Result<u32, CredentialError> {
-        self.audit_first().await?;
-        if let Some(keycloak) = &self.keycloak {
+        if let Some(keycloak) = self.keycloak_after_audit().await? {
             return keycloak.revoke_sessions(&user_id).await;
         }
         let ended = self
@@ -253,11 +256,12 @@ impl regain_host::Credentials for ServerAdapter {
 
 impl regain_host::Trust for ServerAdapter {
     async fn issuer_keys(&self, issuer: String) -> Result<String, TrustError> {
-        self.trust.issuer_keys(&issuer).await
+        // A fetch may take seconds; no connection waits for it.
+        self.trust.issuer_keys(&issuer, async || self.store.let_go().await).await
     }
 
     async fn status_list_token(&self, uri: String) -> Result<String, TrustError> {
-        self.trust.status_list_token(&uri).await
+        self.trust.status_list_token(&uri, async || self.store.let_go().await).await
     }
 }
 

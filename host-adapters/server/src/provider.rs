@@ -367,18 +367,14 @@ pub(crate) async fn start_session(
     amr: &str,
     t: i64,
 ) -> Response {
-    let user_id = account.id.clone();
     account.must_register |= amr == "tap";
     let sid = match random_hex(32) {
         Ok(sid) => sid,
         Err(e) => return server_error(&e.to_string()),
     };
     crate::ops::metrics().count("sign_in", amr);
-    let session = BrowserSession { user_id: user_id.to_owned(), auth_time: t, amr: amr.to_owned() };
-    if let Err(e) = p.store.insert_browser_session(&sid, &session, t + SESSION_SECONDS).await {
-        return server_error(&e.to_string());
-    }
-    if let Err(e) = p.store.touch_sign_in(&user_id, t, account.must_register).await {
+    let session = BrowserSession { user_id: account.id.clone(), auth_time: t, amr: amr.to_owned() };
+    if let Err(e) = p.store.record_sign_in(&sid, &session, t + SESSION_SECONDS, account.must_register).await {
         return server_error(&e.to_string());
     }
     let set_cookie = format!("{COOKIE}={sid}; Path=/; HttpOnly; SameSite=Lax; Max-Age={SESSION_SECONDS}");

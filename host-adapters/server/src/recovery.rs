@@ -763,14 +763,18 @@ async fn wallet_response(State(r): State<Recovery>, body: axum::body::Bytes) -> 
         return wallet_error("invalid_request", "`state` is missing");
     };
     let key = wallet_key(&state);
-    let rid = match r.store().session(&key, now()).await {
-        Ok(Some(rid)) => String::from_utf8_lossy(&rid).into_owned(),
-        Ok(None) => return wallet_error("invalid_request", "the request is unknown, expired or already answered"),
+    // The key leads to the flow, which is leased in the same statement.
+    let unknown = || wallet_error("invalid_request", "the request is unknown, expired or already answered");
+    let (rid, flow) = match r.store().lease_by_key(&key, now(), LEASE_SECONDS).await {
+        Ok(Some((rid, bytes))) => match serde_json::from_slice::<Flow>(&bytes) {
+            Ok(flow) => (rid, flow),
+            Err(e) => {
+                tracing::error!(error = %e, "stored flow refused");
+                return unknown();
+            }
+        },
+        Ok(None) => return unknown(),
         Err(e) => return server_error(&e.to_string()),
-    };
-    let flow = match r.lease(&rid).await {
-        Ok(flow) => flow,
-        Err(_) => return wallet_error("invalid_request", "the request is unknown, expired or already answered"),
     };
     // A request is answered once (its key goes with the step's outcome); the plugin refuses
     // a replay too.

@@ -340,11 +340,17 @@ impl Store {
     /// The session writes, with the held audit events and notifications, in one
     /// transaction. Held writes that fail are kept for the next attempt.
     pub async fn write_sessions(&self, writes: &[SessionWrite<'_>]) -> Result<(), StoreError> {
+        self.with_held(batch_of(&Held::default(), writes)).await.map(drop)
+    }
+
+    /// Runs `batch` after the held audit events and notifications, as one: so that a change
+    /// is never stored without the events that led to it. Answers the rows the batch's
+    /// statements return (`RETURNING`). Held writes that fail are kept for the next attempt.
+    pub(crate) async fn with_held(&self, batch: Batch) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
         let held = self.held().map(|mut h| std::mem::take(&mut *h)).unwrap_or_default();
-        if held.is_empty() && writes.is_empty() {
-            return Ok(());
-        }
-        let result = self.run(batch_of(&held, writes)).await;
+        let mut all = batch_of(&held, &[]);
+        all.append(batch);
+        let result = self.run(all).await;
         if result.is_err()
             && let Some(mut h) = self.held()
         {
@@ -359,9 +365,9 @@ impl Store {
     /// Runs a batch: one round trip, all or nothing. A request dropped while a SQLite batch
     /// runs (the client went away) closes its connection instead of giving it back, so that
     /// SQLite rolls the unfinished transaction back and no later request inherits it.
-    async fn run(&self, batch: Batch) -> Result<(), StoreError> {
+    async fn run(&self, batch: Batch) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
         if batch.parts.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let scoped;
         let store = if self.step.is_some() {
@@ -385,7 +391,7 @@ impl Store {
         if let Some(step) = step {
             step.unfinished.store(open, Ordering::SeqCst);
         }
-        let result = query.execute(&mut *conn).await;
+        let result = query.fetch_all(&mut *conn).await;
         if result.is_err() && open {
             // Ends the transaction the failed statement left open (an error here means none was).
             let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
@@ -393,8 +399,7 @@ impl Store {
         if let Some(step) = step {
             step.unfinished.store(false, Ordering::SeqCst);
         }
-        result?;
-        Ok(())
+        Ok(result?)
     }
 
     /// Applies pending migrations in one transaction. On PostgreSQL an advisory lock held
@@ -478,22 +483,22 @@ impl Store {
         Ok(row.try_get::<Vec<u8>, _>(0)?)
     }
 
-    /// Stores a pass.
+    /// Stores a pass, with the audit events held so far.
     pub async fn insert_tap(&self, tap: &NewTap) -> Result<(), StoreError> {
-        sqlx::query(
+        let batch = Batch::of(
             "INSERT INTO taps (id, user_id, secret_mac, created_at, not_before, expires_at, one_time) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&tap.id)
-        .bind(&tap.user_id)
-        .bind(&tap.secret_mac)
-        .bind(tap.created_at)
-        .bind(tap.not_before)
-        .bind(tap.expires_at)
-        .bind(i64::from(tap.one_time))
-        .execute(&mut *self.conn().await?)
-        .await?;
-        Ok(())
+            [
+                Value::text(&tap.id),
+                Value::text(&tap.user_id),
+                Value::text(&tap.secret_mac),
+                Value::Int(tap.created_at),
+                Value::Int(tap.not_before),
+                Value::Int(tap.expires_at),
+                Value::Int(i64::from(tap.one_time)),
+            ],
+        );
+        self.with_held(batch).await.map(drop)
     }
 
     /// Redeems the pass whose secret has this MAC, at `now`. One statement decides: a
@@ -628,6 +633,30 @@ impl Store {
         Ok(row.map(|r| r.try_get::<Vec<u8>, _>(0)).transpose()?)
     }
 
+    /// Takes the lease of the live session that the value under `key` names (the wallet's
+    /// `state` leads to its flow), in one statement; answers the session's id and state, or
+    /// `None` when the key or the session is unknown or expired, or the session is leased.
+    pub async fn lease_by_key(
+        &self,
+        key: &str,
+        now: i64,
+        seconds: i64,
+    ) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        // The key's value is the session id as UTF-8 bytes.
+        let id = match self.dialect {
+            Dialect::Sqlite => "CAST(state AS TEXT)",
+            Dialect::Postgres => "convert_from(state, 'UTF8')",
+        };
+        let sql = format!(
+            "UPDATE recovery_sessions SET lease_until = $3 \
+             WHERE id = (SELECT {id} FROM recovery_sessions WHERE id = $1 AND expires_at > $2) \
+             AND expires_at > $2 AND (lease_until IS NULL OR lease_until <= $2) RETURNING id, state"
+        );
+        let row =
+            sqlx::query(&sql).bind(key).bind(now).bind(now + seconds).fetch_optional(&mut *self.conn().await?).await?;
+        Ok(row.map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?))).transpose()?)
+    }
+
     /// Stores a leased session's new state and gives the lease back.
     pub async fn release_session(&self, id: &str, state: &[u8], now: i64) -> Result<(), StoreError> {
         self.write_sessions(&[SessionWrite::Release { id, state, now }]).await
@@ -639,7 +668,7 @@ impl Store {
             held.audit.push(record.clone());
             return Ok(());
         }
-        self.run(batch_of(&Held { audit: vec![record.clone()], outbox: Vec::new() }, &[])).await
+        self.run(batch_of(&Held { audit: vec![record.clone()], outbox: Vec::new() }, &[])).await.map(drop)
     }
 
     /// Events of `kind` for `user_id` at or after `since`, those held by a scoped store
@@ -672,7 +701,7 @@ impl Store {
             return Ok(());
         }
         let held = Held { audit: Vec::new(), outbox: vec![(user_id.to_owned(), kind.to_owned(), now)] };
-        self.run(batch_of(&held, &[])).await
+        self.run(batch_of(&held, &[])).await.map(drop)
     }
 
     /// Notifications not sent yet, oldest first, as `(seq, user_id, kind)`.
@@ -717,9 +746,9 @@ fn batch_of(held: &Held, writes: &[SessionWrite<'_>]) -> Batch {
             [
                 Value::Int(i64::try_from(r.at).unwrap_or(i64::MAX)),
                 Value::Text(Some(kind_name(r.kind))),
-                Value::Text(Some(r.flow_id.clone())),
+                Value::text(&r.flow_id),
                 Value::Text(r.user_id.clone()),
-                Value::Text(Some(r.reason.clone())),
+                Value::text(&r.reason),
                 Value::Text(r.helpdesk_ref.clone()),
             ]
         });
@@ -732,9 +761,10 @@ fn batch_of(held: &Held, writes: &[SessionWrite<'_>]) -> Batch {
         );
     }
     if !held.outbox.is_empty() {
-        let values = held.outbox.iter().flat_map(|(user_id, kind, at)| {
-            [Value::Text(Some(user_id.clone())), Value::Text(Some(kind.clone())), Value::Int(*at)]
-        });
+        let values = held
+            .outbox
+            .iter()
+            .flat_map(|(user_id, kind, at)| [Value::text(user_id), Value::text(kind), Value::Int(*at)]);
         batch.add(
             &format!("INSERT INTO outbox (user_id, kind, created_at) VALUES {}", placeholders(3, held.outbox.len())),
             values,
@@ -746,19 +776,14 @@ fn batch_of(held: &Held, writes: &[SessionWrite<'_>]) -> Batch {
                 "INSERT INTO recovery_sessions (id, state, created_at, updated_at, expires_at) \
                  VALUES ($1, $2, $3, $3, $4) \
                  ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
-                [
-                    Value::Text(Some(id.to_owned())),
-                    Value::Blob(state.to_vec()),
-                    Value::Int(now),
-                    Value::Int(expires_at),
-                ],
+                [Value::text(id), Value::Blob(state.to_vec()), Value::Int(now), Value::Int(expires_at)],
             ),
             SessionWrite::Release { id, state, now } => batch.add(
                 "UPDATE recovery_sessions SET state = $2, updated_at = $3, lease_until = NULL WHERE id = $1",
-                [Value::Text(Some(id.to_owned())), Value::Blob(state.to_vec()), Value::Int(now)],
+                [Value::text(id), Value::Blob(state.to_vec()), Value::Int(now)],
             ),
             SessionWrite::Delete { id } => {
-                batch.add("DELETE FROM recovery_sessions WHERE id = $1", [Value::Text(Some(id.to_owned()))]);
+                batch.add("DELETE FROM recovery_sessions WHERE id = $1", [Value::text(id)]);
             }
         }
     }
@@ -766,7 +791,7 @@ fn batch_of(held: &Held, writes: &[SessionWrite<'_>]) -> Batch {
 }
 
 /// A value bound to a batch.
-enum Value {
+pub(crate) enum Value {
     Int(i64),
     Text(Option<String>),
     Blob(Vec<u8>),
@@ -778,16 +803,37 @@ enum Value {
 /// statements between `BEGIN IMMEDIATE` and `COMMIT`, which the connection's thread runs
 /// in one go.
 #[derive(Default)]
-struct Batch {
+pub(crate) struct Batch {
     parts: Vec<String>,
     args: Vec<Value>,
 }
 
+impl Value {
+    /// A text value.
+    pub(crate) fn text(value: &str) -> Self {
+        Self::Text(Some(value.to_owned()))
+    }
+}
+
 impl Batch {
+    /// A batch of one statement.
+    pub(crate) fn of(sql: &str, values: impl IntoIterator<Item = Value>) -> Self {
+        let mut batch = Self::default();
+        batch.add(sql, values);
+        batch
+    }
+
     /// Adds a statement written with its own `$1`, `$2`... and their values.
-    fn add(&mut self, sql: &str, values: impl IntoIterator<Item = Value>) {
+    pub(crate) fn add(&mut self, sql: &str, values: impl IntoIterator<Item = Value>) {
         self.parts.push(renumber(sql, self.args.len()));
         self.args.extend(values);
+    }
+
+    /// Adds another batch's statements after these.
+    fn append(&mut self, other: Self) {
+        let offset = self.args.len();
+        self.parts.extend(other.parts.iter().map(|p| renumber(p, offset)));
+        self.args.extend(other.args);
     }
 
     fn sql(&self, dialect: Dialect) -> String {

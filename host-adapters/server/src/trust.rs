@@ -95,8 +95,10 @@ impl TrustSource {
         pinned.issuers.insert(issuer.to_owned(), jwks.to_owned());
     }
 
-    /// The JWK Set of `issuer`, which must be a provider of the current deployment.
-    pub async fn issuer_keys(&self, issuer: &str) -> Result<String, TrustError> {
+    /// The JWK Set of `issuer`, which must be a provider of the current deployment;
+    /// `before_fetch` runs before it is fetched over the network (a slow call), not when a
+    /// pinned, file or cached copy answers.
+    pub async fn issuer_keys(&self, issuer: &str, before_fetch: impl AsyncFnOnce()) -> Result<String, TrustError> {
         if let Some(jwks) = self.pinned.read().unwrap_or_else(std::sync::PoisonError::into_inner).issuers.get(issuer) {
             return Ok(jwks.clone());
         }
@@ -113,11 +115,11 @@ impl TrustSource {
             Some(uri) => uri.clone(),
             None => format!("{}/.well-known/jwks.json", issuer.trim_end_matches('/')),
         };
-        self.fetch(&uri).await
+        self.fetch(&uri, before_fetch).await
     }
 
-    /// The status list token at `uri`.
-    pub async fn status_list_token(&self, uri: &str) -> Result<String, TrustError> {
+    /// The status list token at `uri`; `before_fetch` as for [`TrustSource::issuer_keys`].
+    pub async fn status_list_token(&self, uri: &str, before_fetch: impl AsyncFnOnce()) -> Result<String, TrustError> {
         if let Some(token) = self.pinned.read().unwrap_or_else(std::sync::PoisonError::into_inner).status_lists.get(uri)
         {
             return Ok(token.clone());
@@ -125,11 +127,11 @@ impl TrustSource {
         if self.deployments.is_none() {
             return Err(TrustError::Unavailable(format!("no status list for `{uri}`")));
         }
-        self.fetch(uri).await
+        self.fetch(uri, before_fetch).await
     }
 
     /// A document from the cache, or fetched; stale copies cover a failing source for a while.
-    async fn fetch(&self, uri: &str) -> Result<String, TrustError> {
+    async fn fetch(&self, uri: &str, before_fetch: impl AsyncFnOnce()) -> Result<String, TrustError> {
         if !(uri.starts_with("https://") || uri.starts_with("http://")) {
             return Err(TrustError::Unavailable(format!("`{uri}` is not an HTTP(S) URL")));
         }
@@ -139,6 +141,7 @@ impl TrustSource {
         {
             return Ok(text.clone());
         }
+        before_fetch().await;
         match self.get(uri).await {
             Ok(text) => {
                 let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -128,6 +128,14 @@ async fn sessions_rate_limits_and_audit_events_are_shared() {
         b.put_session("flow-1", b"RGN\0state-2", t + 1, t + 900).await.unwrap();
         assert_eq!(a.session("flow-1", t).await.unwrap().as_deref(), Some(&b"RGN\0state-2"[..]));
         assert_eq!(a.session("flow-1", t + 900).await.unwrap(), None, "expired sessions are gone");
+        // A key (the wallet's `state`) leads to its flow, leased in the same statement, once.
+        a.put_session("vp:key-1", b"flow-1", t, t + 900).await.unwrap();
+        let leased = b.lease_by_key("vp:key-1", t, 30).await.unwrap();
+        assert_eq!(leased, Some(("flow-1".to_owned(), b"RGN\0state-2".to_vec())));
+        assert_eq!(a.lease_by_key("vp:key-1", t, 30).await.unwrap(), None, "leased by the other process");
+        assert_eq!(a.lease_by_key("vp:key-1", t + 31, 30).await.unwrap().map(|l| l.0).as_deref(), Some("flow-1"));
+        assert_eq!(a.lease_by_key("vp:unknown", t, 30).await.unwrap(), None);
+        assert_eq!(a.lease_by_key("vp:key-1", t + 900, 30).await.unwrap(), None, "expired keys lead nowhere");
 
         assert_eq!(a.hit("login:ana", 1000).await.unwrap(), 1);
         assert_eq!(b.hit("login:ana", 1000).await.unwrap(), 2);
@@ -315,4 +323,52 @@ async fn a_request_stores_its_audit_events_and_notifications_with_its_outcome() 
         step.write_sessions(&[SessionWrite::Delete { id: "flow-9" }]).await.unwrap();
         assert_eq!(b.session("flow-9", t).await.unwrap(), None);
     }
+}
+
+/// A request that goes away while its batch waits for SQLite's write lock (the client closed
+/// the connection) leaves no transaction behind: its connection is closed, not given back to
+/// the pool holding the lock, and nothing of the batch is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_dropped_during_its_batch_leaves_no_open_transaction() {
+    let (store, dir) = sqlite().await;
+    let other = Store::open(&format!("sqlite://{}", dir.path().join("regain.db").display())).await.unwrap();
+    let t = now();
+    // Another process holds the write lock.
+    let mut blocker = other.pool().acquire().await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *blocker).await.unwrap();
+
+    let step = store.scoped();
+    let event = AuditRecord {
+        at: u64::try_from(t).unwrap(),
+        kind: AuditKind::RecoveryStarted,
+        flow_id: "g".repeat(32),
+        user_id: Some("u-gone".into()),
+        reason: "ok".into(),
+        helpdesk_ref: None,
+    };
+    step.record_audit(&event).await.unwrap();
+    let writes = [SessionWrite::Put { id: "flow-gone", state: b"RGN\0gone", now: t, expires_at: t + 900 }];
+    let write = step.write_sessions(&writes);
+    let waited = tokio::time::timeout(std::time::Duration::from_millis(300), write).await;
+    assert!(waited.is_err(), "the batch waits for the lock");
+    drop(step);
+
+    // The lock is released; the abandoned batch's thread gets it, and its connection closes.
+    sqlx::query("COMMIT").execute(&mut *blocker).await.unwrap();
+    drop(blocker);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    // No transaction was left open holding the lock: every connection of the pool and the
+    // other process write at once.
+    let soon = std::time::Duration::from_secs(5);
+    for i in 0..20 {
+        let id = format!("flow-{i}");
+        let put = store.put_session(&id, b"RGN\0x", t, t + 900);
+        tokio::time::timeout(soon, put).await.expect("no lock left behind").unwrap();
+    }
+    let put = other.put_session("flow-other", b"RGN\0y", t, t + 900);
+    tokio::time::timeout(soon, put).await.expect("no lock left behind").unwrap();
+    assert_eq!(other.session("flow-19", t).await.unwrap().as_deref(), Some(&b"RGN\0x"[..]), "committed");
+    assert_eq!(other.session("flow-gone", t).await.unwrap(), None, "the abandoned batch stored nothing");
+    assert_eq!(other.count_recent(AuditKind::RecoveryStarted, "u-gone", t - 10).await.unwrap(), 0);
 }
