@@ -156,7 +156,7 @@ impl ImportError {
 
 impl From<sqlx::Error> for ImportError {
     fn from(e: sqlx::Error) -> Self {
-        Self::Store(StoreError::Database(e))
+        Self::Store(e.into())
     }
 }
 

@@ -15,7 +15,7 @@ use ring::rand::SecureRandom as _;
 use sqlx::any::AnyPoolOptions;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Row as _};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
@@ -54,10 +54,74 @@ pub enum StoreError {
     UnsupportedUrl,
     /// The database refused or failed.
     #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     /// The system random generator failed.
     #[error("no random source")]
     Random,
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if breaks_connections(&e) {
+            // Connections kept warm may be as broken as this one: none of them is reused.
+            GENERATION.fetch_add(1, Ordering::SeqCst);
+        }
+        Self::Database(e)
+    }
+}
+
+/// Whether an error says that a connection (and maybe the database) went away, rather than
+/// that a statement was refused.
+fn breaks_connections(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed => true,
+        // PostgreSQL's "connection exception" and "operator intervention" classes (a server
+        // shutting down or ending backends).
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57")),
+        _ => false,
+    }
+}
+
+/// Bumped by every error that may have broken connections; a warm connection taken before the
+/// last bump is not reused.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// At most this many connections are kept warm (half the pool), so that statements outside
+/// requests always find one in the pool.
+const WARM_MAX: usize = 8;
+
+/// Connections that requests gave back, kept for the next request. sqlx checks a connection
+/// with a round trip when it goes back to its pool; a request's connection whose statements
+/// succeeded does not need that, so it is kept here instead. One that may be broken, or was
+/// idle too long, goes back to sqlx's pool, which checks it.
+#[derive(Default)]
+struct Warm(std::sync::Mutex<Vec<(PoolConnection<Any>, u64, std::time::Instant)>>);
+
+impl Warm {
+    /// A warm connection, if one is fit for use.
+    fn take(&self) -> Option<(PoolConnection<Any>, u64)> {
+        let mut warm = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some((conn, generation, at)) = warm.pop() {
+            if generation == GENERATION.load(Ordering::SeqCst) && at.elapsed() < IDLE_BEFORE_PING {
+                return Some((conn, generation));
+            }
+            drop(conn);
+        }
+        None
+    }
+
+    /// Keeps a connection taken in `generation`, or gives it back to sqlx's pool.
+    fn park(&self, conn: PoolConnection<Any>, generation: u64) {
+        let mut warm = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if generation == GENERATION.load(Ordering::SeqCst) && warm.len() < WARM_MAX {
+            warm.push((conn, generation, std::time::Instant::now()));
+        }
+    }
 }
 
 /// The database.
@@ -70,25 +134,29 @@ pub enum StoreError {
 pub struct Store {
     pub(crate) pool: AnyPool,
     dialect: Dialect,
+    warm: Arc<Warm>,
     step: Option<Arc<Step>>,
 }
 
 /// What a request-scoped store shares among its clones.
-#[derive(Default)]
 struct Step {
-    conn: tokio::sync::Mutex<Option<PoolConnection<Any>>>,
+    /// The request's connection and the generation it was taken in.
+    conn: tokio::sync::Mutex<Option<(PoolConnection<Any>, u64)>>,
     held: std::sync::Mutex<Held>,
     /// A SQLite batch is running on the connection (its transaction is open).
     unfinished: AtomicBool,
+    warm: Arc<Warm>,
 }
 
 impl Drop for Step {
     fn drop(&mut self) {
-        if *self.unfinished.get_mut()
-            && let Some(conn) = self.conn.get_mut().take()
-        {
-            tracing::warn!("a request ended during a database write; its connection is closed");
-            drop(conn.detach());
+        if let Some((conn, generation)) = self.conn.get_mut().take() {
+            if *self.unfinished.get_mut() {
+                tracing::warn!("a request ended during a database write; its connection is closed");
+                drop(conn.detach());
+            } else {
+                self.warm.park(conn, generation);
+            }
         }
         let held = self.held.get_mut().unwrap_or_else(PoisonError::into_inner);
         if !held.is_empty() {
@@ -283,7 +351,7 @@ impl Store {
             options
         };
         let pool = options.connect(&url).await?;
-        let store = Self { pool, dialect, step: None };
+        let store = Self { pool, dialect, warm: Arc::default(), step: None };
         store.migrate().await?;
         Ok(store)
     }
@@ -304,26 +372,44 @@ impl Store {
     /// goes back (the pool checks it), so a request of ten statements saves nine.
     #[must_use]
     pub fn scoped(&self) -> Self {
-        Self { pool: self.pool.clone(), dialect: self.dialect, step: Some(Arc::default()) }
+        let step = Step {
+            conn: tokio::sync::Mutex::default(),
+            held: std::sync::Mutex::default(),
+            unfinished: AtomicBool::new(false),
+            warm: self.warm.clone(),
+        };
+        Self { pool: self.pool.clone(), dialect: self.dialect, warm: self.warm.clone(), step: Some(Arc::new(step)) }
     }
 
     /// A connection: the request's own on a scoped store, else one from the pool.
     pub(crate) async fn conn(&self) -> Result<Conn<'_>, StoreError> {
-        let Some(step) = &self.step else { return Ok(Conn::Pooled(self.pool.acquire().await?)) };
-        let mut slot = step.conn.lock().await;
-        let conn = match slot.take() {
-            Some(conn) => conn,
-            None => self.pool.acquire().await?,
+        let Some(step) = &self.step else {
+            return Ok(Conn::Pooled(match self.warm.take() {
+                Some((conn, _)) => conn,
+                None => self.pool.acquire().await?,
+            }));
         };
-        Ok(Conn::Shared(tokio::sync::MutexGuard::map(slot, |s| s.insert(conn))))
+        let mut slot = step.conn.lock().await;
+        let taken = match slot.take() {
+            Some(taken) => taken,
+            None => match self.warm.take() {
+                Some(warm) => warm,
+                None => {
+                    let generation = GENERATION.load(Ordering::SeqCst);
+                    (self.pool.acquire().await?, generation)
+                }
+            },
+        };
+        Ok(Conn::Shared(tokio::sync::MutexGuard::map(slot, |s| &mut s.insert(taken).0)))
     }
 
-    /// Gives the request's connection back to the pool before a slow call elsewhere (a
-    /// remote service), so that waiting requests do not hold connections; the next
-    /// statement takes one again.
+    /// Gives the request's connection back before a slow call elsewhere (a remote service),
+    /// so that waiting requests do not hold connections; the next statement takes one again.
     pub async fn let_go(&self) {
-        if let Some(step) = &self.step {
-            drop(step.conn.lock().await.take());
+        if let Some(step) = &self.step
+            && let Some((conn, generation)) = step.conn.lock().await.take()
+        {
+            self.warm.park(conn, generation);
         }
     }
 

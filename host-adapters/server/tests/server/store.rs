@@ -372,3 +372,33 @@ async fn a_request_dropped_during_its_batch_leaves_no_open_transaction() {
     assert_eq!(other.session("flow-gone", t).await.unwrap(), None, "the abandoned batch stored nothing");
     assert_eq!(other.count_recent(AuditKind::RecoveryStarted, "u-gone", t - 10).await.unwrap(), 0);
 }
+
+/// A request's connection is kept for the next request instead of checked on its way back to
+/// the pool; when the database ends connections (a restart, an operator), one request fails
+/// and the following ones get new connections.
+#[tokio::test]
+async fn after_the_database_ends_connections_one_request_fails_and_the_next_ones_work() {
+    let url = crate::support::fresh_postgres_url().await;
+    let store = Store::open(&url).await.unwrap();
+    let operator = Store::open(&url).await.unwrap();
+    for _ in 0..3 {
+        let request = store.scoped();
+        request.hit("k", 1).await.unwrap();
+    }
+    // The database ends every connection of this database but the operator's own.
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .execute(operator.pool())
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut outcomes = Vec::new();
+    for _ in 0..5 {
+        let request = store.scoped();
+        outcomes.push(request.hit("k", 1).await.is_ok());
+    }
+    assert!(outcomes.iter().filter(|ok| !**ok).count() <= 1, "{outcomes:?}");
+    assert!(outcomes[1..].iter().all(|ok| *ok), "{outcomes:?}");
+}
