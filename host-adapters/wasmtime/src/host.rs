@@ -184,9 +184,10 @@ impl<A: Adapter> PluginHost<A> {
     }
 
     /// Keeps an instance whose call succeeded for the next call, up to `max_instances` idle
-    /// ones; a failed one is dropped.
+    /// ones, without the finished call's adapter; a failed one is dropped.
     fn checkin<R>(&self, mut instance: Instance<A>, outcome: &Result<R, CallError>) {
         instance.slot = None;
+        instance.store.data_mut().clear_adapter();
         if outcome.is_ok() && !instance.poisoned {
             let mut idle = self.inner.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if idle.len() < usize::try_from(self.inner.config.max_instances).unwrap_or(usize::MAX) {

@@ -104,17 +104,36 @@ pub(crate) struct Ctx<A> {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
-    adapter: A,
+    /// The adapter of the call in progress; none while the instance waits for its next call,
+    /// so that nothing of a finished request (its database connection, its data) stays
+    /// alive in an idle instance.
+    adapter: Option<A>,
 }
 
 impl<A> Ctx<A> {
     pub(crate) fn new(adapter: A, memory_limit: usize) -> Self {
-        Self { wasi: sandboxed_wasi(), table: ResourceTable::new(), limiter: MemoryLimiter::new(memory_limit), adapter }
+        Self {
+            wasi: sandboxed_wasi(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(memory_limit),
+            adapter: Some(adapter),
+        }
     }
 
-    /// Hands a reused instance the adapter of its new call; the previous call's goes away.
+    /// Hands a reused instance the adapter of its new call.
     pub(crate) fn set_adapter(&mut self, adapter: A) {
-        self.adapter = adapter;
+        self.adapter = Some(adapter);
+    }
+
+    /// Drops the finished call's adapter before the instance waits for its next call.
+    pub(crate) fn clear_adapter(&mut self) {
+        self.adapter = None;
+    }
+
+    /// The call's adapter; `unavailable` makes the import's error when there is none (an
+    /// import called outside a call cannot happen, but is refused rather than trusted).
+    fn adapter<E>(&self, unavailable: impl FnOnce(String) -> E) -> Result<&A, E> {
+        self.adapter.as_ref().ok_or_else(|| unavailable("the instance has no call in progress".into()))
     }
 }
 
@@ -155,51 +174,51 @@ impl<A: Adapter> crypto::Host for Ctx<A> {
 
 impl<A: Adapter> directory::Host for Ctx<A> {
     async fn find_user_by_login(&mut self, login: String) -> Result<Option<User>, DirectoryError> {
-        self.adapter.find_user_by_login(login).await
+        self.adapter(DirectoryError::Unavailable)?.find_user_by_login(login).await
     }
 
     async fn count_users_by_name(&mut self, given_name: String, family_name: String) -> Result<u32, DirectoryError> {
-        self.adapter.count_users_by_name(given_name, family_name).await
+        self.adapter(DirectoryError::Unavailable)?.count_users_by_name(given_name, family_name).await
     }
 }
 
 impl<A: Adapter> credentials::Host for Ctx<A> {
     async fn issue_tap(&mut self, request: TapRequest) -> Result<IssuedTap, CredentialError> {
-        self.adapter.issue_tap(request).await
+        self.adapter(CredentialError::Unavailable)?.issue_tap(request).await
     }
 
     async fn revoke_methods(&mut self, user_id: String, kinds: Vec<MethodKind>) -> Result<u32, CredentialError> {
-        self.adapter.revoke_methods(user_id, kinds).await
+        self.adapter(CredentialError::Unavailable)?.revoke_methods(user_id, kinds).await
     }
 
     async fn require_registration(&mut self, user_id: String) -> Result<(), CredentialError> {
-        self.adapter.require_registration(user_id).await
+        self.adapter(CredentialError::Unavailable)?.require_registration(user_id).await
     }
 
     async fn revoke_sessions(&mut self, user_id: String) -> Result<u32, CredentialError> {
-        self.adapter.revoke_sessions(user_id).await
+        self.adapter(CredentialError::Unavailable)?.revoke_sessions(user_id).await
     }
 }
 
 impl<A: Adapter> trust::Host for Ctx<A> {
     async fn issuer_keys(&mut self, issuer: String) -> Result<String, TrustError> {
-        self.adapter.issuer_keys(issuer).await
+        self.adapter(TrustError::Unavailable)?.issuer_keys(issuer).await
     }
 
     async fn status_list_token(&mut self, uri: String) -> Result<String, TrustError> {
-        self.adapter.status_list_token(uri).await
+        self.adapter(TrustError::Unavailable)?.status_list_token(uri).await
     }
 }
 
 impl<A: Adapter> face_check::Host for Ctx<A> {
     async fn compare(&mut self, portrait: Vec<u8>, selfie_ref: String) -> Result<FaceComparison, FaceCheckError> {
-        self.adapter.compare(portrait, selfie_ref).await
+        self.adapter(FaceCheckError::Unavailable)?.compare(portrait, selfie_ref).await
     }
 }
 
 impl<A: Adapter> events::Host for Ctx<A> {
     async fn record_audit(&mut self, event: AuditEvent) -> Result<(), EventsError> {
-        self.adapter.record_audit(event).await
+        self.adapter(EventsError::Unavailable)?.record_audit(event).await
     }
 
     async fn count_recent(
@@ -208,17 +227,17 @@ impl<A: Adapter> events::Host for Ctx<A> {
         user_id: String,
         window_seconds: u64,
     ) -> Result<u32, EventsError> {
-        self.adapter.count_recent(kind, user_id, window_seconds).await
+        self.adapter(EventsError::Unavailable)?.count_recent(kind, user_id, window_seconds).await
     }
 
     async fn notify_user(&mut self, user_id: String, kind: NotificationKind) -> Result<(), EventsError> {
-        self.adapter.notify_user(user_id, kind).await
+        self.adapter(EventsError::Unavailable)?.notify_user(user_id, kind).await
     }
 }
 
 impl<A: Adapter> deployment::Host for Ctx<A> {
     async fn get(&mut self, config_ref: String) -> Result<Bundle, DeploymentError> {
-        self.adapter.bundle(config_ref).await
+        self.adapter(DeploymentError::Unavailable)?.bundle(config_ref).await
     }
 }
 

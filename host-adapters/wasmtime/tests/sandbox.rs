@@ -87,6 +87,21 @@ async fn a_reused_instance_serves_many_calls() {
     }
 }
 
+#[tokio::test]
+async fn an_idle_warm_instance_keeps_nothing_of_the_call_it_served() {
+    let host = PluginHost::<Slow>::new(config(), ComponentSource::File(Path::new(TEST_GUEST))).unwrap();
+    let gauge = Arc::new(Gauge::default());
+    for _ in 0..3 {
+        let adapter = Slow(directory(), Duration::ZERO, Arc::clone(&gauge));
+        let t = host.start(adapter, "cfg", "bo@example.org", &client()).await.unwrap().unwrap();
+        assert_eq!(t.step, redirect("found"));
+        // The instance is idle and kept warm, but the call's adapter (with whatever the
+        // request held: a database connection, a selfie) is gone.
+        assert_eq!(Arc::strong_count(&gauge), 1);
+    }
+    assert_eq!(gauge.total.load(Ordering::SeqCst), 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixty_four_concurrent_calls_all_succeed_within_the_instance_bound() {
     let config = SandboxConfig { max_instances: 6, ..config() };
