@@ -78,7 +78,6 @@ fn breaks_connections(e: &sqlx::Error) -> bool {
         | sqlx::Error::Tls(_)
         | sqlx::Error::Protocol(_)
         | sqlx::Error::WorkerCrashed
-        | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed => true,
         // PostgreSQL's "connection exception" and "operator intervention" classes (a server
         // shutting down or ending backends).
