@@ -126,9 +126,9 @@ impl Warm {
 /// The database.
 ///
 /// A store made by [`Store::scoped`] serves one request: its statements share one pooled
-/// connection (taken at the first statement, given back when the last clone is dropped), and
-/// the audit events and notifications it records are held until the request's next write,
-/// which stores them in the same transaction.
+/// connection (taken at the first statement, kept warm for the next request when the last
+/// clone is dropped), and the audit events and notifications it records are held until the
+/// request's next write, which stores them in the same transaction.
 #[derive(Clone)]
 pub struct Store {
     pub(crate) pool: AnyPool,
@@ -368,7 +368,8 @@ impl Store {
     /// The same database for one request: one connection for all its statements, and its
     /// audit events and notifications written with its next write (or by [`Store::flush`]).
     /// Each statement on a pooled connection costs a second round trip when the connection
-    /// goes back (the pool checks it), so a request of ten statements saves nine.
+    /// goes back (the pool checks it); a request's connection skips that check altogether
+    /// and goes to the next request.
     #[must_use]
     pub fn scoped(&self) -> Self {
         let step = Step {
