@@ -195,11 +195,14 @@ impl Store {
     /// Sets whether the user must register a new method before any client gets tokens
     /// (with the audit events held so far).
     pub async fn set_must_register(&self, user_id: &str, must: bool) -> Result<(), StoreError> {
-        let batch = Batch::of(
-            "UPDATE users SET must_register = $1 WHERE id = $2",
-            [Value::Int(i64::from(must)), Value::text(user_id)],
-        );
-        self.with_held(batch).await.map(drop)
+        self.with_held(must_register(user_id, must)).await.map(drop)
+    }
+
+    /// Makes the user register a new method before any client gets tokens; a scoped store
+    /// holds the change for the request's next write (the recovery that requires it ends
+    /// with that write).
+    pub async fn require_registration(&self, user_id: &str) -> Result<(), StoreError> {
+        self.hold(must_register(user_id, true)).await
     }
 
     /// Stores an authorization code's grant.
@@ -323,6 +326,11 @@ impl Store {
         batch.add(&format!("{END_SESSIONS} RETURNING 1"), [Value::Int(now), Value::text(user_id)]);
         Ok(u64::try_from(self.with_held(batch).await?.len()).unwrap_or(u64::MAX))
     }
+}
+
+/// Sets whether a user must register a new method.
+fn must_register(user_id: &str, must: bool) -> Batch {
+    Batch::of("UPDATE users SET must_register = $1 WHERE id = $2", [Value::Int(i64::from(must)), Value::text(user_id)])
 }
 
 /// Stores a browser session (as the digest of its id).

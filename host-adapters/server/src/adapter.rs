@@ -238,7 +238,7 @@ impl regain_host::Credentials for ServerAdapter {
         if let Some(keycloak) = self.keycloak_after_audit().await? {
             return keycloak.require_registration(&user_id).await;
         }
-        self.store.set_must_register(&user_id, true).await.map_err(|e| CredentialError::Unavailable(unavailable(e)))
+        self.store.require_registration(&user_id).await.map_err(|e| CredentialError::Unavailable(unavailable(e)))
     }
 
     async fn revoke_sessions(&self, user_id: String) -> Result<u32, CredentialError> {

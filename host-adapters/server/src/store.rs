@@ -174,11 +174,21 @@ struct Held {
     audit: Vec<AuditRecord>,
     /// `(user_id, kind, created_at)`.
     outbox: Vec<(String, String, i64)>,
+    /// Changes whose outcome the request does not need before its next write (a new pass,
+    /// a required registration), in the order they were made.
+    changes: Batch,
 }
 
 impl Held {
     fn is_empty(&self) -> bool {
-        self.audit.is_empty() && self.outbox.is_empty()
+        self.audit.is_empty() && self.outbox.is_empty() && self.changes.parts.is_empty()
+    }
+
+    /// `later`'s writes after these.
+    fn extend(&mut self, later: Self) {
+        self.audit.extend(later.audit);
+        self.outbox.extend(later.outbox);
+        self.changes.append(later.changes);
     }
 }
 
@@ -442,10 +452,19 @@ impl Store {
         {
             let later = std::mem::take(&mut *h);
             *h = held;
-            h.audit.extend(later.audit);
-            h.outbox.extend(later.outbox);
+            h.extend(later);
         }
         result
+    }
+
+    /// On a scoped store, holds `batch` for the request's next write (a change whose outcome
+    /// the request does not need before then); elsewhere, runs it now.
+    pub(crate) async fn hold(&self, batch: Batch) -> Result<(), StoreError> {
+        if let Some(mut held) = self.held() {
+            held.changes.append(batch);
+            return Ok(());
+        }
+        self.with_held(batch).await.map(drop)
     }
 
     /// Runs a batch: one round trip, all or nothing. A request dropped while a SQLite batch
@@ -569,7 +588,8 @@ impl Store {
         Ok(row.try_get::<Vec<u8>, _>(0)?)
     }
 
-    /// Stores a pass, with the audit events held so far.
+    /// Stores a pass; a scoped store holds it for the request's next write (the pass is shown
+    /// only after that write), with the audit events held so far.
     pub async fn insert_tap(&self, tap: &NewTap) -> Result<(), StoreError> {
         let batch = Batch::of(
             "INSERT INTO taps (id, user_id, secret_mac, created_at, not_before, expires_at, one_time) \
@@ -584,7 +604,7 @@ impl Store {
                 Value::Int(i64::from(tap.one_time)),
             ],
         );
-        self.with_held(batch).await.map(drop)
+        self.hold(batch).await
     }
 
     /// Redeems the pass whose secret has this MAC, at `now`. One statement decides: a
@@ -754,7 +774,7 @@ impl Store {
             held.audit.push(record.clone());
             return Ok(());
         }
-        self.run(batch_of(&Held { audit: vec![record.clone()], outbox: Vec::new() }, &[])).await.map(drop)
+        self.run(batch_of(&Held { audit: vec![record.clone()], ..Held::default() }, &[])).await.map(drop)
     }
 
     /// Events of `kind` for `user_id` at or after `since`, those held by a scoped store
@@ -786,7 +806,7 @@ impl Store {
             held.outbox.push((user_id.to_owned(), kind.to_owned(), now));
             return Ok(());
         }
-        let held = Held { audit: Vec::new(), outbox: vec![(user_id.to_owned(), kind.to_owned(), now)] };
+        let held = Held { outbox: vec![(user_id.to_owned(), kind.to_owned(), now)], ..Held::default() };
         self.run(batch_of(&held, &[])).await.map(drop)
     }
 
@@ -856,6 +876,7 @@ fn batch_of(held: &Held, writes: &[SessionWrite<'_>]) -> Batch {
             values,
         );
     }
+    batch.append(held.changes.clone());
     for write in writes {
         match *write {
             SessionWrite::Put { id, state, now, expires_at } => batch.add(
@@ -877,6 +898,7 @@ fn batch_of(held: &Held, writes: &[SessionWrite<'_>]) -> Batch {
 }
 
 /// A value bound to a batch.
+#[derive(Clone)]
 pub(crate) enum Value {
     Int(i64),
     Text(Option<String>),
@@ -888,7 +910,7 @@ pub(crate) enum Value {
 /// rows, so it does not matter that the parts see one snapshot); on SQLite one text of
 /// statements between `BEGIN IMMEDIATE` and `COMMIT`, which the connection's thread runs
 /// in one go.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(crate) struct Batch {
     parts: Vec<String>,
     args: Vec<Value>,

@@ -311,6 +311,16 @@ async fn a_request_stores_its_audit_events_and_notifications_with_its_outcome() 
         let outbox = b.pending_notifications().await.unwrap();
         assert_eq!(outbox.len(), 1);
         assert_eq!((outbox[0].1.as_str(), outbox[0].2.as_str()), ("u-ana", "access-restored"));
+        // A pass issued in a request is held with its events and stored by the request's
+        // next write, before the request can show it.
+        let key = TapKey::new(b"0123456789abcdef0123456789abcdef");
+        step.insert_tap(&tap(&key, "HELD-SECRET", true, t - 1, t + 600)).await.unwrap();
+        step.record_audit(&event(AuditKind::RecoveryCompleted, "ok")).await.unwrap();
+        assert_eq!(b.redeem_tap(&key.mac("HELD-SECRET"), t).await.unwrap(), Redemption::Refused, "not stored yet");
+        step.flush().await.unwrap();
+        assert!(matches!(b.redeem_tap(&key.mac("HELD-SECRET"), t).await.unwrap(), Redemption::Redeemed { .. }));
+        assert_eq!(b.count_recent(AuditKind::RecoveryCompleted, "u-ana", t - 10).await.unwrap(), 1);
+
         // Nothing is held any more: a flush writes nothing twice.
         step.flush().await.unwrap();
         assert_eq!(b.count_recent(AuditKind::RecoveryStarted, "u-ana", t - 10).await.unwrap(), 1);
