@@ -200,18 +200,7 @@ async fn run() {
 }
 
 async fn service_token(http: &reqwest::Client, world: &World, secret: &str) -> String {
-    let answer: Value = http
-        .post(format!("{}/protocol/openid-connect/token", world.realm_url()))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", "regain-service"),
-            ("client_secret", secret.trim()),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    answer["access_token"].as_str().unwrap().to_owned()
+    let form =
+        [("grant_type", "client_credentials"), ("client_id", "regain-service"), ("client_secret", secret.trim())];
+    support::keycloak::token(http, &world.realm_url(), &form).await
 }

@@ -38,22 +38,13 @@ impl Keycloak {
     }
 
     pub async fn token(&self) -> String {
-        let answer: Value = self
-            .http
-            .post(format!("{}/realms/master/protocol/openid-connect/token", self.url))
-            .form(&[
-                ("grant_type", "password"),
-                ("client_id", "admin-cli"),
-                ("username", "admin"),
-                ("password", self.password.as_str()),
-            ])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        answer["access_token"].as_str().unwrap().to_owned()
+        let form = [
+            ("grant_type", "password"),
+            ("client_id", "admin-cli"),
+            ("username", "admin"),
+            ("password", &self.password),
+        ];
+        token(&self.http, &format!("{}/realms/master", self.url), &form).await
     }
 
     /// An Admin REST call under `/admin/realms`; answers the JSON body (or null).
@@ -464,4 +455,18 @@ pub fn hidden_fields(form: &str) -> Vec<(String, String)> {
 pub fn claims(jwt: &str) -> Value {
     let payload = jwt.split('.').nth(1).unwrap();
     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+/// An access token from the token endpoint of the realm at `realm_url`, for the grant `form`.
+pub async fn token(http: &reqwest::Client, realm_url: &str, form: &[(&str, &str)]) -> String {
+    let answer: Value = http
+        .post(format!("{realm_url}/protocol/openid-connect/token"))
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["access_token"].as_str().unwrap_or_else(|| panic!("no access token: {answer}")).to_owned()
 }
