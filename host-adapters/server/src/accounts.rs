@@ -2,7 +2,7 @@
 //! methods, single-use authorization codes, access tokens and browser sessions. Codes,
 //! tokens and session ids are stored as their SHA-256 only.
 
-use crate::store::{Batch, Store, StoreError, Value, digest};
+use crate::store::{Batch, Store, StoreError, UserChange, Value, digest};
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 use std::collections::BTreeMap;
@@ -113,6 +113,30 @@ impl Store {
         row.as_ref().map(account).transpose()
     }
 
+    /// The user who signs in with `login`, with what a recovery would remove from them: in
+    /// one statement, so that the removal can be held for the step's last write and still
+    /// answer how many it removes ([`Store::hold_revocations`]).
+    pub async fn user_by_login_with_methods(&self, login: &str) -> Result<Option<(Account, Methods)>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {ACCOUNT_COLUMNS}, \
+             (SELECT COUNT(*) FROM passkeys p WHERE p.user_id = users.id), \
+             (SELECT COUNT(*) FROM browser_sessions s WHERE s.user_id = users.id AND s.revoked_at IS NULL) \
+             FROM users WHERE login = $1"
+        ))
+        .bind(login)
+        .fetch_optional(&mut *self.conn().await?)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let account = account(&row)?;
+        let methods = Methods {
+            password: account.password_hash.is_some(),
+            totp: account.totp_secret.is_some(),
+            passkeys: row.try_get(13)?,
+            sessions: row.try_get(14)?,
+        };
+        Ok(Some((account, methods)))
+    }
+
     /// The user with this id.
     pub async fn user_by_id(&self, id: &str) -> Result<Option<Account>, StoreError> {
         let row = sqlx::query(&format!("SELECT {ACCOUNT_COLUMNS} FROM users WHERE id = $1"))
@@ -163,20 +187,41 @@ impl Store {
         totp: bool,
         passkeys: bool,
     ) -> Result<u64, StoreError> {
-        let mut batch = Batch::default();
-        if password || totp {
-            batch.add(
-                "UPDATE users SET password_hash = CASE WHEN $2 = 1 THEN NULL ELSE password_hash END, \
-                 totp_secret = CASE WHEN $3 = 1 THEN NULL ELSE totp_secret END, \
-                 totp_last_step = CASE WHEN $3 = 1 THEN NULL ELSE totp_last_step END WHERE id = $1",
-                [Value::text(user_id), Value::Int(i64::from(password)), Value::Int(i64::from(totp))],
-            );
-        }
-        if passkeys {
-            batch.add("DELETE FROM passkeys WHERE user_id = $1 RETURNING 1", [Value::text(user_id)]);
-        }
-        let removed = self.with_held(batch).await?.len();
+        let change = UserChange { clear_password: password, clear_totp: totp, ..UserChange::default() };
+        self.change_user(user_id, change).await?;
+        let removed = self.with_held(passkeys_removal(user_id, passkeys)).await?.len();
         Ok(u64::from(password) + u64::from(totp) + u64::try_from(removed).unwrap_or(u64::MAX))
+    }
+
+    /// Holds the removal of the methods of the given kinds and, with `sessions`, the end of
+    /// every session and access token, for the request's next write: a recovery's pass, its
+    /// events, the old methods and sessions are then stored together or not at all. Answers
+    /// how many methods and sessions that write removes, counted from `had` (read in this
+    /// request by [`Store::user_by_login_with_methods`]). Elsewhere than on a request's
+    /// store, runs at once.
+    pub async fn hold_revocations(
+        &self,
+        user_id: &str,
+        had: &Methods,
+        kinds: Revoked,
+        now: i64,
+    ) -> Result<(u64, u64), StoreError> {
+        if kinds.password || kinds.totp {
+            let change = UserChange { clear_password: kinds.password, clear_totp: kinds.totp, ..UserChange::default() };
+            self.change_user(user_id, change).await?;
+        }
+        let mut batch = passkeys_removal(user_id, kinds.passkeys);
+        if kinds.sessions {
+            batch.append(sessions_end(user_id, now));
+        }
+        if !batch.is_empty() {
+            self.hold(batch).await?;
+        }
+        let methods = u64::from(kinds.password && had.password)
+            + u64::from(kinds.totp && had.totp)
+            + if kinds.passkeys { u64::try_from(had.passkeys).unwrap_or(0) } else { 0 };
+        let sessions = if kinds.sessions { u64::try_from(had.sessions).unwrap_or(0) } else { 0 };
+        Ok((methods, sessions))
     }
 
     /// Records the TOTP time step just used; `false` when it (or a later one) was used
@@ -202,7 +247,7 @@ impl Store {
     /// holds the change for the request's next write (the recovery that requires it ends
     /// with that write).
     pub async fn require_registration(&self, user_id: &str) -> Result<(), StoreError> {
-        self.hold(must_register(user_id, true)).await
+        self.change_user(user_id, UserChange { must_register: true, ..UserChange::default() }).await
     }
 
     /// Stores an authorization code's grant.
@@ -322,10 +367,51 @@ impl Store {
     /// Ends every session of a user and the access tokens issued to them (sign-out everywhere,
     /// or after a recovery), with the audit events held so far, in one batch.
     pub async fn revoke_browser_sessions(&self, user_id: &str, now: i64) -> Result<u64, StoreError> {
-        let mut batch = Batch::of(END_TOKENS, [Value::text(user_id)]);
-        batch.add(&format!("{END_SESSIONS} RETURNING 1"), [Value::Int(now), Value::text(user_id)]);
-        Ok(u64::try_from(self.with_held(batch).await?.len()).unwrap_or(u64::MAX))
+        Ok(u64::try_from(self.with_held(sessions_end(user_id, now)).await?.len()).unwrap_or(u64::MAX))
     }
+}
+
+/// What a user has that a recovery may remove, as read with the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Methods {
+    /// A password is set.
+    pub password: bool,
+    /// A TOTP secret is enrolled.
+    pub totp: bool,
+    /// Passkeys registered.
+    pub passkeys: i64,
+    /// Browser sessions not ended.
+    pub sessions: i64,
+}
+
+/// What [`Store::hold_revocations`] removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Revoked {
+    /// The password.
+    pub password: bool,
+    /// The TOTP secret.
+    pub totp: bool,
+    /// Every passkey.
+    pub passkeys: bool,
+    /// Every browser session and access token.
+    pub sessions: bool,
+}
+
+/// Removes a user's passkeys (none without `passkeys`); each one removed returns a row.
+fn passkeys_removal(user_id: &str, passkeys: bool) -> Batch {
+    if passkeys {
+        Batch::of("DELETE FROM passkeys WHERE user_id = $1 RETURNING 1", [Value::text(user_id)])
+    } else {
+        Batch::default()
+    }
+}
+
+/// Ends a user's browser sessions and deletes their access tokens; each session ended
+/// returns a row.
+fn sessions_end(user_id: &str, now: i64) -> Batch {
+    let mut batch = Batch::of(END_TOKENS, [Value::text(user_id)]);
+    batch.add(&format!("{END_SESSIONS} RETURNING 1"), [Value::Int(now), Value::text(user_id)]);
+    batch
 }
 
 /// Sets whether a user must register a new method.

@@ -2,6 +2,7 @@
 //! directory, the credential store, the audit log and the notification outbox; trust
 //! material comes from the deployment's files; face comparison from a configured service.
 
+use crate::accounts::{Methods, Revoked};
 use crate::store::{Passes, Store, now};
 use crate::trust::TrustSource;
 use regain_host::reload::DeploymentStore;
@@ -99,6 +100,9 @@ pub struct ServerAdapter {
     keycloak: Option<Arc<crate::keycloak::Keycloak>>,
     /// The selfie of this request, in memory only.
     selfie: Selfie,
+    /// The user this request looked up, with what a recovery would remove from them: the
+    /// removal is then held for the step's last write and still answers its counts.
+    looked_up: Arc<std::sync::Mutex<Option<(String, Methods)>>>,
 }
 
 impl ServerAdapter {
@@ -110,7 +114,16 @@ impl ServerAdapter {
         trust: Arc<TrustSource>,
         face: Arc<dyn FaceService>,
     ) -> Self {
-        Self { store, passes, deployments, trust, face, keycloak: None, selfie: Selfie::default() }
+        Self {
+            store,
+            passes,
+            deployments,
+            trust,
+            face,
+            keycloak: None,
+            selfie: Selfie::default(),
+            looked_up: Arc::default(),
+        }
     }
 
     /// The same adapter with Keycloak as the directory: users are looked up, passes issued,
@@ -124,7 +137,13 @@ impl ServerAdapter {
     /// The same adapter over a request's own handle of the database.
     #[must_use]
     pub fn on(&self, store: &Store) -> Self {
-        Self { store: store.clone(), passes: self.passes.on(store), selfie: Selfie::default(), ..self.clone() }
+        Self {
+            store: store.clone(),
+            passes: self.passes.on(store),
+            selfie: Selfie::default(),
+            looked_up: Arc::default(),
+            ..self.clone()
+        }
     }
 
     /// Keeps a captured selfie for its comparison in the same request and answers the
@@ -149,7 +168,16 @@ impl regain_host::Directory for ServerAdapter {
             self.store.let_go().await;
             return keycloak.find_user_by_login(&login).await;
         }
-        let found = self.store.user_by_login(&login).await.map_err(|e| DirectoryError::Unavailable(unavailable(e)))?;
+        let found = self
+            .store
+            .user_by_login_with_methods(&login)
+            .await
+            .map_err(|e| DirectoryError::Unavailable(unavailable(e)))?;
+        let found = found.map(|(account, methods)| {
+            *self.looked_up.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some((account.id.clone(), methods));
+            account
+        });
         Ok(found.map(|a| User {
             id: a.id,
             login: a.login,
@@ -191,6 +219,24 @@ impl ServerAdapter {
     }
 }
 
+impl ServerAdapter {
+    /// When this request looked the user up: holds the revocation for the step's last write
+    /// and answers how many methods and sessions it removes. `None` otherwise: the caller
+    /// then revokes at once and counts what it removed.
+    async fn hold_revocations(&self, user_id: &str, revoked: Revoked) -> Result<Option<(u64, u64)>, CredentialError> {
+        let had = match &*self.looked_up.lock().unwrap_or_else(std::sync::PoisonError::into_inner) {
+            Some((id, had)) if id == user_id => *had,
+            _ => return Ok(None),
+        };
+        let counts = self
+            .store
+            .hold_revocations(user_id, &had, revoked, now())
+            .await
+            .map_err(|e| CredentialError::Unavailable(unavailable(e)))?;
+        Ok(Some(counts))
+    }
+}
+
 impl regain_host::Credentials for ServerAdapter {
     async fn issue_tap(&self, request: TapRequest) -> Result<IssuedTap, CredentialError> {
         if let Some(keycloak) = self.keycloak_after_audit().await? {
@@ -219,6 +265,15 @@ impl regain_host::Credentials for ServerAdapter {
         if let Some(keycloak) = self.keycloak_after_audit().await? {
             return keycloak.revoke_methods(&user_id, &kinds).await;
         }
+        let revoked = Revoked {
+            password: kinds.contains(&MethodKind::Password),
+            totp: kinds.contains(&MethodKind::Totp),
+            passkeys: kinds.contains(&MethodKind::Passkey),
+            sessions: false,
+        };
+        if let Some((methods, _)) = self.hold_revocations(&user_id, revoked).await? {
+            return Ok(u32::try_from(methods).unwrap_or(u32::MAX));
+        }
         let removed = self
             .store
             .remove_methods(
@@ -244,6 +299,10 @@ impl regain_host::Credentials for ServerAdapter {
     async fn revoke_sessions(&self, user_id: String) -> Result<u32, CredentialError> {
         if let Some(keycloak) = self.keycloak_after_audit().await? {
             return keycloak.revoke_sessions(&user_id).await;
+        }
+        let revoked = Revoked { sessions: true, ..Revoked::default() };
+        if let Some((_, sessions)) = self.hold_revocations(&user_id, revoked).await? {
+            return Ok(u32::try_from(sessions).unwrap_or(u32::MAX));
         }
         let ended = self
             .store

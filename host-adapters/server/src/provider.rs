@@ -309,19 +309,17 @@ async fn sign_in(State(p): State<Provider>, Peer(peer): Peer, Form(form): Form<S
         return response;
     }
     let t = now();
-    match address_allowed(&p, peer, t).await {
-        Ok(true) => {}
-        Ok(false) => return login_page(&form.req, Some(TOO_MANY_FROM_ADDRESS)),
-        Err(e) => return server_error(&e),
-    }
-    // Failed attempts per login in a 15-minute window, counted in the database so that every
-    // process sees the same count; the answer does not say whether the login exists.
-    // Successes are not counted, so that a burst of honest attempts (or a race on one pass)
-    // all reach the check.
+    // Attempts per address, and failed attempts per login in a 15-minute window, counted in
+    // the database so that every process sees the same counts; the answer does not say
+    // whether the login exists. Successes are not counted per login, so that a burst of
+    // honest attempts (or a race on one pass) all reach the check.
     let window = t - t.rem_euclid(SIGN_IN_WINDOW_SECONDS);
     let login_key = format!("sign-in:{}", form.login.trim().to_lowercase());
-    match p.store.hits(&login_key, window).await {
-        Ok(failures) if failures >= SIGN_IN_ATTEMPTS => {
+    match p.store.hit_and_read(&address_key(peer), &login_key, window).await {
+        Ok((from_address, _)) if from_address > SIGN_IN_ATTEMPTS_PER_ADDRESS => {
+            return login_page(&form.req, Some(TOO_MANY_FROM_ADDRESS));
+        }
+        Ok((_, failures)) if failures >= SIGN_IN_ATTEMPTS => {
             return login_page(&form.req, Some("Too many attempts for this login; wait a few minutes."));
         }
         Ok(_) => {}
@@ -389,9 +387,13 @@ pub(crate) async fn start_session(
 /// this window. Counted in the database, so every process sees the same number.
 pub(crate) async fn address_allowed(p: &Provider, peer: Option<std::net::IpAddr>, t: i64) -> Result<bool, String> {
     let window = t - t.rem_euclid(SIGN_IN_WINDOW_SECONDS);
-    let address = peer.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-    let hits = p.store.hit(&format!("sign-in-addr:{address}"), window).await.map_err(|e| e.to_string())?;
+    let hits = p.store.hit(&address_key(peer), window).await.map_err(|e| e.to_string())?;
     Ok(hits <= SIGN_IN_ATTEMPTS_PER_ADDRESS)
+}
+
+/// The rate-limit key of sign-in attempts from `peer`.
+fn address_key(peer: Option<std::net::IpAddr>) -> String {
+    format!("sign-in-addr:{}", peer.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()))
 }
 
 /// Password, and the TOTP code when the user enrolled one; `Ok(None)` is a failed attempt.

@@ -27,6 +27,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/sqlite/0004_passkeys.sql")),
     (5, include_str!("../migrations/sqlite/0005_outbox_delivery.sql")),
     (6, include_str!("../migrations/sqlite/0006_session_lease.sql")),
+    (7, include_str!("../migrations/sqlite/0007_name_lookup.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -35,6 +36,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/postgres/0004_passkeys.sql")),
     (5, include_str!("../migrations/postgres/0005_outbox_delivery.sql")),
     (6, include_str!("../migrations/postgres/0006_session_lease.sql")),
+    (7, include_str!("../migrations/postgres/0007_name_lookup.sql")),
 ];
 
 /// Which database the store talks to.
@@ -174,21 +176,69 @@ struct Held {
     audit: Vec<AuditRecord>,
     /// `(user_id, kind, created_at)`.
     outbox: Vec<(String, String, i64)>,
+    /// Changes to users' rows, one entry per user: a batch is one statement on PostgreSQL,
+    /// which updates a row at most once per statement, so the changes to one row are merged.
+    users: Vec<(String, UserChange)>,
     /// Changes whose outcome the request does not need before its next write (a new pass,
-    /// a required registration), in the order they were made.
+    /// removed passkeys, ended sessions), in the order they were made.
     changes: Batch,
 }
 
 impl Held {
     fn is_empty(&self) -> bool {
-        self.audit.is_empty() && self.outbox.is_empty() && self.changes.parts.is_empty()
+        self.audit.is_empty() && self.outbox.is_empty() && self.users.is_empty() && self.changes.parts.is_empty()
     }
 
     /// `later`'s writes after these.
     fn extend(&mut self, later: Self) {
         self.audit.extend(later.audit);
         self.outbox.extend(later.outbox);
+        for (user, change) in later.users {
+            self.change_user(user, change);
+        }
         self.changes.append(later.changes);
+    }
+
+    fn change_user(&mut self, user_id: String, change: UserChange) {
+        match self.users.iter_mut().find(|(id, _)| *id == user_id) {
+            Some((_, held)) => held.merge(change),
+            None => self.users.push((user_id, change)),
+        }
+    }
+}
+
+/// A change to a user's row: what a recovery does to the account.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct UserChange {
+    /// The user must register a new method at the next sign-in.
+    pub(crate) must_register: bool,
+    /// The password is removed.
+    pub(crate) clear_password: bool,
+    /// The TOTP secret is removed.
+    pub(crate) clear_totp: bool,
+}
+
+impl UserChange {
+    fn merge(&mut self, other: Self) {
+        self.must_register |= other.must_register;
+        self.clear_password |= other.clear_password;
+        self.clear_totp |= other.clear_totp;
+    }
+
+    /// The one statement that makes the change.
+    fn batch(self, user_id: &str) -> Batch {
+        Batch::of(
+            "UPDATE users SET must_register = CASE WHEN $2 = 1 THEN 1 ELSE must_register END, \
+             password_hash = CASE WHEN $3 = 1 THEN NULL ELSE password_hash END, \
+             totp_secret = CASE WHEN $4 = 1 THEN NULL ELSE totp_secret END, \
+             totp_last_step = CASE WHEN $4 = 1 THEN NULL ELSE totp_last_step END WHERE id = $1",
+            [
+                Value::text(user_id),
+                Value::Int(i64::from(self.must_register)),
+                Value::Int(i64::from(self.clear_password)),
+                Value::Int(i64::from(self.clear_totp)),
+            ],
+        )
     }
 }
 
@@ -467,6 +517,16 @@ impl Store {
         self.with_held(batch).await.map(drop)
     }
 
+    /// On a scoped store, holds a change to a user's row for the request's next write
+    /// (merged with the changes to that row held already); elsewhere, makes it now.
+    pub(crate) async fn change_user(&self, user_id: &str, change: UserChange) -> Result<(), StoreError> {
+        if let Some(mut held) = self.held() {
+            held.change_user(user_id.to_owned(), change);
+            return Ok(());
+        }
+        self.with_held(change.batch(user_id)).await.map(drop)
+    }
+
     /// Runs a batch: one round trip, all or nothing. A request dropped while a SQLite batch
     /// runs (the client went away) closes its connection instead of giving it back, so that
     /// SQLite rolls the unfinished transaction back and no later request inherits it.
@@ -691,6 +751,23 @@ impl Store {
         Ok(hits)
     }
 
+    /// Counts one hit on `counted` and reads the hits of `read` (another key), both in the
+    /// window starting at `window_start`, in one statement: (hits of `counted`, this one
+    /// included; hits of `read`).
+    pub async fn hit_and_read(&self, counted: &str, read: &str, window_start: i64) -> Result<(i64, i64), StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO rate_limits (key, window_start, hits) VALUES ($1, $3, 1) \
+             ON CONFLICT (key, window_start) DO UPDATE SET hits = rate_limits.hits + 1 \
+             RETURNING hits, COALESCE((SELECT r.hits FROM rate_limits r WHERE r.key = $2 AND r.window_start = $3), 0)",
+        )
+        .bind(counted)
+        .bind(read)
+        .bind(window_start)
+        .fetch_one(&mut *self.conn().await?)
+        .await?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
+    }
+
     /// The hits counted on `key` in the window starting at `window_start`, without adding
     /// one.
     pub async fn hits(&self, key: &str, window_start: i64) -> Result<i64, StoreError> {
@@ -876,6 +953,9 @@ fn batch_of(held: &Held, writes: &[SessionWrite<'_>]) -> Batch {
             values,
         );
     }
+    for (user_id, change) in &held.users {
+        batch.append(change.batch(user_id));
+    }
     batch.append(held.changes.clone());
     for write in writes {
         match *write {
@@ -907,7 +987,8 @@ pub(crate) enum Value {
 
 /// Writes that run as one: one round trip, all or nothing. On PostgreSQL they are one
 /// statement (each write but the last a data-modifying `WITH` part; they touch different
-/// rows, so it does not matter that the parts see one snapshot); on SQLite one text of
+/// rows, so it does not matter that the parts see one snapshot; a row is updated at most once
+/// per statement, which is why changes to a user's row are merged, see `UserChange`); on SQLite one text of
 /// statements between `BEGIN IMMEDIATE` and `COMMIT`, which the connection's thread runs
 /// in one go.
 #[derive(Default, Clone)]
@@ -937,8 +1018,13 @@ impl Batch {
         self.args.extend(values);
     }
 
+    /// No statement.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
     /// Adds another batch's statements after these.
-    fn append(&mut self, other: Self) {
+    pub(crate) fn append(&mut self, other: Self) {
         let offset = self.args.len();
         self.parts.extend(other.parts.iter().map(|p| renumber(p, offset)));
         self.args.extend(other.args);

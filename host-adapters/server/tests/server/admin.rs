@@ -421,15 +421,7 @@ async fn user_show_tells_which_methods_exist_and_never_their_secrets() {
     let secret = b"twenty bytes secret!";
     store.set_totp("u-1", Some(secret)).await.unwrap();
     store.set_must_register("u-1", true).await.unwrap();
-    let passkey = regain_server::passkeys::Passkey {
-        credential_id: "cred-1".into(),
-        user_id: "u-1".into(),
-        public_key: vec![4; 65],
-        sign_count: 0,
-        label: "laptop".into(),
-        created_at: now(),
-        last_used_at: None,
-    };
+    let passkey = crate::support::passkey("cred-1", "u-1");
     assert!(store.insert_passkey(&passkey).await.unwrap());
     let hash = store.user_by_id("u-1").await.unwrap().unwrap().password_hash.unwrap();
 

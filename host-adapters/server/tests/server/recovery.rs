@@ -20,7 +20,7 @@ use regain_host::wit::deployment::Bundle;
 use regain_host::wit::flow::{FlowInput, Step};
 use regain_host::wit::types::{ClientInfo, SourceFile};
 use regain_host::{ComponentSource, PluginHost, SandboxConfig};
-use regain_server::accounts::Account;
+use regain_server::accounts::{Account, BrowserSession};
 use regain_server::adapter::ServerAdapter;
 use regain_server::store::{Passes, Redemption, now};
 use regain_server::trust::TrustSource;
@@ -75,25 +75,51 @@ async fn a_recovery_with_the_servers_imports_issues_a_pass_the_server_accepts() 
             Arc::new(FaceDouble),
         );
 
+        // What the recovery will take away: a TOTP secret, a passkey, a signed-in browser.
+        store.set_totp("u-ana", Some(b"12345678901234567890")).await.unwrap();
+        let passkey = crate::support::passkey("cred-ana", "u-ana");
+        assert!(store.insert_passkey(&passkey).await.unwrap());
+        let session = BrowserSession { user_id: "u-ana".into(), auth_time: now(), amr: "pwd".into() };
+        store.insert_browser_session("sid-ana", &session, now() + 3600).await.unwrap();
+
+        // Each step runs on a request's own handle of the database, which stores the step's
+        // writes at its end, as the server's pages do.
         let client =
             ClientInfo { address: Some("192.0.2.1".into()), country: None, cross_device: false, recent_attempts: 0 };
-        let t1 = host.start(adapter.clone(), "default", "ana@example.org", &client).await.unwrap().unwrap();
+        let step = store.scoped();
+        let t1 = host.start(adapter.on(&step), "default", "ana@example.org", &client).await.unwrap().unwrap();
+        step.flush().await.unwrap();
         let Step::PresentRequest(request) = &t1.step else { panic!("{:?}", t1.step) };
+        let step = store.scoped();
         let t2 = host
             .resume(
-                adapter.clone(),
+                adapter.on(&step),
                 &t1.state,
                 &FlowInput::Presentation(wallet_answer(&request.url, &credential("Ana", "Silva", 0))),
             )
             .await
             .unwrap()
             .unwrap();
+        step.flush().await.unwrap();
         let Step::PresentationReceived(code) = &t2.step else { panic!("{:?}", t2.step) };
+        let step = store.scoped();
         let t3 =
-            host.resume(adapter.clone(), &t2.state, &FlowInput::ResponseCode(code.clone())).await.unwrap().unwrap();
-        let selfie = adapter.keep_selfie(b"face:90".to_vec()).unwrap();
-        let t4 = host.resume(adapter.clone(), &t3.state, &FlowInput::Selfie(selfie)).await.unwrap().unwrap();
+            host.resume(adapter.on(&step), &t2.state, &FlowInput::ResponseCode(code.clone())).await.unwrap().unwrap();
+        step.flush().await.unwrap();
+        let step = store.scoped();
+        let on_step = adapter.on(&step);
+        let selfie = on_step.keep_selfie(b"face:90".to_vec()).unwrap();
+        let t4 = host.resume(on_step, &t3.state, &FlowInput::Selfie(selfie)).await.unwrap().unwrap();
         let Step::Completed(pass) = &t4.step else { panic!("{:?}", t4.step) };
+        // Until the step's write, nothing of the recovery is stored: the pass, the removed
+        // methods, the ended session and the trail go in together.
+        let before = store.user_by_id("u-ana").await.unwrap().unwrap();
+        assert!(before.password_hash.is_some() && before.totp_secret.is_some() && !before.must_register);
+        assert_eq!(store.passkeys_of("u-ana").await.unwrap().len(), 1);
+        assert!(store.browser_session("sid-ana", now()).await.unwrap().is_some());
+        assert_eq!(passes.redeem(&pass.secret, now()).await.unwrap(), Redemption::Refused);
+        assert_eq!(store.count_recent(CoreKind::RecoveryCompleted, "u-ana", now() - 60).await.unwrap(), 0);
+        step.flush().await.unwrap();
 
         // The server stored the pass (as a MAC) and its sign-in accepts it once.
         assert!(
@@ -103,7 +129,11 @@ async fn a_recovery_with_the_servers_imports_issues_a_pass_the_server_accepts() 
         // What recovery changed: old methods gone, a new one required, the audit trail and
         // the notification in the database.
         let after = store.user_by_id("u-ana").await.unwrap().unwrap();
-        assert!(after.password_hash.is_none() && after.must_register);
+        assert!(after.password_hash.is_none(), "password removed");
+        assert!(after.totp_secret.is_none(), "TOTP removed");
+        assert!(after.must_register, "a new method required, with the methods removed in the same write");
+        assert!(store.passkeys_of("u-ana").await.unwrap().is_empty(), "passkeys removed");
+        assert!(store.browser_session("sid-ana", now()).await.unwrap().is_none(), "sessions ended");
         assert_eq!(store.count_recent(CoreKind::RecoveryCompleted, "u-ana", now() - 60).await.unwrap(), 1);
         assert_eq!(store.count_recent(CoreKind::FaceCheckPassed, "u-ana", now() - 60).await.unwrap(), 1);
         let outbox = store.pending_notifications().await.unwrap();

@@ -30,3 +30,16 @@ pub async fn databases() -> Vec<(Store, Option<tempfile::TempDir>)> {
     let pg = Store::open(&fresh_postgres_url().await).await.expect("PostgreSQL opens");
     vec![(lite, Some(dir)), (pg, None)]
 }
+
+/// A registered passkey of `user_id` (its key is never checked by the tests that store it).
+pub fn passkey(credential_id: &str, user_id: &str) -> regain_server::passkeys::Passkey {
+    regain_server::passkeys::Passkey {
+        credential_id: credential_id.into(),
+        user_id: user_id.into(),
+        public_key: vec![4; 65],
+        sign_count: 0,
+        label: "laptop".into(),
+        created_at: regain_server::store::now(),
+        last_used_at: None,
+    }
+}
