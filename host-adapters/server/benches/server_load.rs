@@ -6,12 +6,13 @@
 //! double. Users are seeded in the database beforehand, one per recovery.
 //!
 //! It measures the server's CPU time per recovery on SQLite and on PostgreSQL (utime + stime
-//! from `/proc/PID/stat`, after a warm-up) and where it goes step by step, then the
-//! throughput of one process and of two processes sharing one PostgreSQL database. Every
+//! from `/proc/PID/stat`, after a warm-up) and where it goes step by step, one recovery at
+//! a time and under load (one process on SQLite), then the throughput of one process and of
+//! two processes sharing one PostgreSQL database. Every
 //! recovery is checked (pass shown, sign-in answered the register page); any failure fails
 //! the run. The report goes to `docs/benchmarks-server.md`.
 //!
-//! `cargo bench -p regain-server --bench server_load` (about three minutes; needs
+//! `cargo bench -p regain-server --bench server_load` (about five minutes; needs
 //! `REGAIN_TEST_POSTGRES_URL`, which `bash scripts/postgres start` prints). The report's
 //! figures are rewritten on every run; the analysis below them in the file is kept.
 //!
@@ -667,6 +668,7 @@ async fn sequential(
 
 /// C clients for a fixed time against one or more processes (client k on process k mod n).
 struct Throughput {
+    database: &'static str,
     processes: usize,
     clients: usize,
     recoveries: usize,
@@ -682,7 +684,7 @@ async fn throughput(
     users: Vec<User>,
     clients: usize,
     duration: Duration,
-    postgres: &PostgresProbe,
+    postgres: Option<&PostgresProbe>,
     hz: f64,
 ) -> Result<Throughput, String> {
     let users = Arc::new(users);
@@ -722,7 +724,7 @@ async fn throughput(
         }
     }
     let pids: Vec<u32> = servers.iter().map(|s| s.pid).collect();
-    let before = snapshot(&pids, Some(postgres)).await;
+    let before = snapshot(&pids, postgres).await;
     let mut tasks = run(Some(Instant::now() + duration), 0);
     let (mut walls, mut failures, mut ran_out) = (Vec::new(), Vec::new(), false);
     while let Some(done) = tasks.join_next().await {
@@ -731,7 +733,7 @@ async fn throughput(
         failures.extend(f);
         ran_out |= r;
     }
-    let after = snapshot(&pids, Some(postgres)).await;
+    let after = snapshot(&pids, postgres).await;
     if let Some(first) = failures.first() {
         return Err(format!(
             "{} process(es): {} of {} recoveries failed; first: {first}",
@@ -742,6 +744,7 @@ async fn throughput(
     }
     walls.sort();
     Ok(Throughput {
+        database: if postgres.is_some() { "PostgreSQL" } else { "SQLite" },
         processes: servers.len(),
         clients,
         recoveries: walls.len(),
@@ -767,6 +770,8 @@ struct Results {
     sqlite: Sequential,
     postgres: Sequential,
     statements: Statements,
+    /// SQLite under load (one process).
+    lite: Throughput,
     one: Throughput,
     two: Throughput,
 }
@@ -839,7 +844,7 @@ const KEPT: &str =
     "<!-- Above: written by `cargo bench -p regain-server --bench server_load`. Below: kept across runs. -->";
 
 fn report(r: &Results) -> String {
-    let (lite, pg, one, two) = (&r.sqlite, &r.postgres, &r.one, &r.two);
+    let (lite, pg, lite_load, one, two) = (&r.sqlite, &r.postgres, &r.lite, &r.one, &r.two);
     let lite_ms = lite.per(lite.spent.servers);
     let pg_ms = pg.per(pg.spent.servers);
     let ratio = two.rate() / one.rate().max(f64::EPSILON);
@@ -849,7 +854,7 @@ fn report(r: &Results) -> String {
     let _ = writeln!(w, "# Benchmarks: the reference server under load\n");
     let _ = writeln!(
         w,
-        "Reproduce with `cargo bench -p regain-server --bench server_load` (about three minutes; it needs \
+        "Reproduce with `cargo bench -p regain-server --bench server_load` (about five minutes; it needs \
          `REGAIN_TEST_POSTGRES_URL`, which `bash scripts/postgres start` prints); `REGAIN_BENCH_QUICK=1` runs \
          a short smoke pass without writing this file. Figures of {}: {}; PostgreSQL on the same machine; the \
          load generator in the same machine too. Back to [the other benchmarks](benchmarks.md).\n",
@@ -885,7 +890,7 @@ fn report(r: &Results) -> String {
         "| database | recoveries | server CPU | of which kernel | PostgreSQL CPU | load generator CPU | latency p50 / p95 | goal |"
     );
     let _ = writeln!(w, "|---|---|---|---|---|---|---|---|");
-    for s in [lite, pg] {
+    for (s, t) in [(lite, lite_load), (pg, one)] {
         let server = s.per(s.spent.servers);
         let _ = writeln!(
             w,
@@ -899,16 +904,35 @@ fn report(r: &Results) -> String {
             ms(s.p95),
             verdict(server <= 2.0)
         );
+        let loaded = t.per(t.spent.servers);
+        let _ = writeln!(
+            w,
+            "| {} | {} under load ({} clients, {} s) | **{loaded:.2} ms** | {:.0} % | {} | {:.2} ms | {:.1} / {:.1} ms | ≤ 2 ms: {} |",
+            t.database,
+            t.recoveries,
+            t.clients,
+            r.settings.duration.as_secs(),
+            t.spent.servers_system * 100.0 / t.spent.servers.max(f64::EPSILON),
+            if t.database == "SQLite" { "(in the server)".to_owned() } else { opt(t.spent.postgres.map(|p| t.per(p))) },
+            t.per(t.spent.generator),
+            ms(t.p50),
+            ms(t.p95),
+            verdict(loaded <= 2.0)
+        );
     }
     let _ = writeln!(
         w,
         "\nFor scale: Keycloak's sizing guide (\"Concepts for sizing CPU and memory resources\") allots one vCPU \
          per 15 password-based logins per second, about 67 ms of CPU per login, most of it hashing the \
-         password. One recovery here, one at a time, costs the server {lite_ms:.1} ms on SQLite and {pg_ms:.1} ms \
-         on PostgreSQL ({:.0} % and {:.0} % of that login); under load, {:.1} ms on PostgreSQL (below).\n",
+         password; that figure is a capacity under load. One recovery here, one at a time, costs the server \
+         {lite_ms:.1} ms on SQLite and {pg_ms:.1} ms on PostgreSQL ({:.0} % and {:.0} % of that login); under \
+         load, {:.1} ms and {:.1} ms. \"Under load\" is {} clients running recoveries back to back against one \
+         process (the PostgreSQL row is the one-process run of the throughput table below).\n",
         lite_ms * 100.0 / 66.7,
         pg_ms * 100.0 / 66.7,
-        one.per(one.spent.servers)
+        lite_load.per(lite_load.spent.servers),
+        one.per(one.spent.servers),
+        one.clients
     );
     let _ = writeln!(w, "### Where the server's time goes, step by step\n");
     let _ = writeln!(
@@ -1069,7 +1093,8 @@ fn sequential_lines(s: &Sequential) -> String {
 
 fn throughput_line(t: &Throughput) -> String {
     format!(
-        "PostgreSQL {} process(es), {} clients: {} recoveries{}, {:.1}/s, p50 {:.1} ms, p95 {:.1} ms, server CPU {:.2} ms ({:.0} thread switches), PostgreSQL {}, generator {:.2} ms, machine busy {:.0} % (steal {:.0} %)\n",
+        "{} {} process(es), {} clients: {} recoveries{}, {:.1}/s, p50 {:.1} ms, p95 {:.1} ms, server CPU {:.2} ms ({:.0} thread switches), PostgreSQL {}, generator {:.2} ms, machine busy {:.0} % (steal {:.0} %)\n",
+        t.database,
         t.processes,
         t.clients,
         t.recoveries,
@@ -1189,6 +1214,26 @@ async fn run(settings: Settings) -> Result<Results, String> {
     drop(servers);
     print!("{}", sequential_lines(&sqlite));
 
+    // SQLite under load: one process, as SQLite is served.
+    let dir = workdir()?;
+    let port = free_port();
+    let configs = write_files(dir.path(), &idv, port, &[port]);
+    let database = format!("sqlite://{}", dir.path().join("regain.db").display());
+    let store = Store::open(&database).await.map_err(|e| e.to_string())?;
+    let users = enough_users(&settings, sqlite.per(sqlite.spent.servers + sqlite.spent.generator));
+    let seeded = seed(&store, "litel", users, &status_uri).await;
+    drop(store);
+    let servers = serve(dir.path(), &configs, &[port], &database, LOG).await;
+    println!("SQLite, 1 process: {} clients for {} s ({users} users seeded)", settings.clients, settings.duration.as_secs());
+    let all = targets(&servers);
+    let run = throughput(&load, &all, seeded, settings.clients, settings.duration, None, hz);
+    let lite = match run.await {
+        Ok(run) => run,
+        Err(e) => return Err(diagnose(&database, e).await),
+    };
+    drop(servers);
+    print!("{}", throughput_line(&lite));
+
     // PostgreSQL, sequential.
     let dir = workdir()?;
     let port = free_port();
@@ -1211,12 +1256,10 @@ async fn run(settings: Settings) -> Result<Results, String> {
     let statements = count_statements(&load, &idv, &status_uri, 10).await?;
     print!("{}", statement_lines(&statements));
 
-    // Enough users for the fastest the machine could go: all its CPU spent on recoveries at
-    // the sequential cost, with a margin; a run that runs out says so.
-    let cost = postgres.per(postgres.spent.servers + postgres.spent.generator + postgres.spent.postgres.unwrap_or(0.0));
-    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get) as f64;
-    let ceiling = cores * 1000.0 / cost.max(0.5) * settings.duration.as_secs_f64() * 2.0;
-    let users = (ceiling as usize).max(100) + 2 * settings.clients;
+    let users = enough_users(
+        &settings,
+        postgres.per(postgres.spent.servers + postgres.spent.generator + postgres.spent.postgres.unwrap_or(0.0)),
+    );
 
     let mut runs = Vec::new();
     for processes in [1, 2] {
@@ -1234,7 +1277,7 @@ async fn run(settings: Settings) -> Result<Results, String> {
             settings.duration.as_secs()
         );
         let all = targets(&servers);
-        let run = throughput(&load, &all, seeded, settings.clients, settings.duration, &probe, hz);
+        let run = throughput(&load, &all, seeded, settings.clients, settings.duration, Some(&probe), hz);
         match run.await {
             Ok(run) => {
                 print!("{}", throughput_line(&run));
@@ -1247,7 +1290,16 @@ async fn run(settings: Settings) -> Result<Results, String> {
     let two = runs.pop().ok_or("no two-process run")?;
     let one = runs.pop().ok_or("no one-process run")?;
     println!("two / one process: {:.2}x", two.rate() / one.rate().max(f64::EPSILON));
-    Ok(Results { settings, hz, sqlite, postgres, statements, one, two })
+    Ok(Results { settings, hz, sqlite, postgres, statements, lite, one, two })
+}
+
+/// Enough users for the fastest the machine could go under load: all its CPU spent on
+/// recoveries at `cost` ms each (the sequential cost), with a margin; a run that runs out
+/// says so.
+fn enough_users(settings: &Settings, cost: f64) -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get) as f64;
+    let ceiling = cores * 1000.0 / cost.max(0.5) * settings.duration.as_secs_f64() * 2.0;
+    (ceiling as usize).max(100) + 2 * settings.clients
 }
 
 /// Ctrl-C or SIGTERM.
