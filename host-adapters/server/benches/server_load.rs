@@ -890,35 +890,25 @@ fn report(r: &Results) -> String {
         "| database | recoveries | server CPU | of which kernel | PostgreSQL CPU | load generator CPU | latency p50 / p95 | goal |"
     );
     let _ = writeln!(w, "|---|---|---|---|---|---|---|---|");
-    for (s, t) in [(lite, lite_load), (pg, one)] {
-        let server = s.per(s.spent.servers);
+    // One row: database, how the recoveries ran, their count, CPU, latency.
+    let row = |w: &mut String, database: &str, how: String, recoveries: usize, spent: &Spent, p50, p95| {
+        let per = |seconds: f64| seconds * 1000.0 / recoveries.max(1) as f64;
+        let server = per(spent.servers);
         let _ = writeln!(
             w,
-            "| {} | {} sequential | **{server:.2} ms** | {:.0} % | {} | {:.2} ms | {:.1} / {:.1} ms | ≤ 2 ms: {} |",
-            s.database,
-            s.recoveries,
-            s.spent.servers_system * 100.0 / s.spent.servers.max(f64::EPSILON),
-            if s.database == "SQLite" { "(in the server)".to_owned() } else { opt(s.spent.postgres.map(|p| s.per(p))) },
-            s.per(s.spent.generator),
-            ms(s.p50),
-            ms(s.p95),
+            "| {database} | {recoveries} {how} | **{server:.2} ms** | {:.0} % | {} | {:.2} ms | {:.1} / {:.1} ms | ≤ 2 ms: {} |",
+            spent.servers_system * 100.0 / spent.servers.max(f64::EPSILON),
+            if database == "SQLite" { "(in the server)".to_owned() } else { opt(spent.postgres.map(per)) },
+            per(spent.generator),
+            ms(p50),
+            ms(p95),
             verdict(server <= 2.0)
         );
-        let loaded = t.per(t.spent.servers);
-        let _ = writeln!(
-            w,
-            "| {} | {} under load ({} clients, {} s) | **{loaded:.2} ms** | {:.0} % | {} | {:.2} ms | {:.1} / {:.1} ms | ≤ 2 ms: {} |",
-            t.database,
-            t.recoveries,
-            t.clients,
-            r.settings.duration.as_secs(),
-            t.spent.servers_system * 100.0 / t.spent.servers.max(f64::EPSILON),
-            if t.database == "SQLite" { "(in the server)".to_owned() } else { opt(t.spent.postgres.map(|p| t.per(p))) },
-            t.per(t.spent.generator),
-            ms(t.p50),
-            ms(t.p95),
-            verdict(loaded <= 2.0)
-        );
+    };
+    for (s, t) in [(lite, lite_load), (pg, one)] {
+        row(w, s.database, "sequential".into(), s.recoveries, &s.spent, s.p50, s.p95);
+        let how = format!("under load ({} clients, {} s)", t.clients, r.settings.duration.as_secs());
+        row(w, t.database, how, t.recoveries, &t.spent, t.p50, t.p95);
     }
     let _ = writeln!(
         w,
@@ -1224,7 +1214,11 @@ async fn run(settings: Settings) -> Result<Results, String> {
     let seeded = seed(&store, "litel", users, &status_uri).await;
     drop(store);
     let servers = serve(dir.path(), &configs, &[port], &database, LOG).await;
-    println!("SQLite, 1 process: {} clients for {} s ({users} users seeded)", settings.clients, settings.duration.as_secs());
+    println!(
+        "SQLite, 1 process: {} clients for {} s ({users} users seeded)",
+        settings.clients,
+        settings.duration.as_secs()
+    );
     let all = targets(&servers);
     let run = throughput(&load, &all, seeded, settings.clients, settings.duration, None, hz);
     let lite = match run.await {
