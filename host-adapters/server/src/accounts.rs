@@ -2,7 +2,7 @@
 //! methods, single-use authorization codes, access tokens and browser sessions. Codes,
 //! tokens and session ids are stored as their SHA-256 only.
 
-use crate::store::{Batch, Store, StoreError, UserChange, Value, digest};
+use crate::store::{Batch, Dialect, Store, StoreError, UserChange, Value, digest, query_with};
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 use std::collections::BTreeMap;
@@ -49,22 +49,67 @@ pub(crate) const ACCOUNT_COLUMNS: &str = "id, login, given_name, family_name, en
                                           must_register";
 
 pub(crate) fn account(row: &AnyRow) -> Result<Account, StoreError> {
+    account_at(row, 0)
+}
+
+/// The account in a row's columns from `at` on ([`ACCOUNT_COLUMNS`] in order).
+fn account_at(row: &AnyRow, at: usize) -> Result<Account, StoreError> {
     let json_err = |e: serde_json::Error| StoreError::Database(sqlx::Error::Decode(Box::new(e)));
     Ok(Account {
-        id: row.try_get(0)?,
-        login: row.try_get(1)?,
-        given_name: row.try_get(2)?,
-        family_name: row.try_get(3)?,
-        enabled: row.try_get::<i64, _>(4)? != 0,
-        last_sign_in: row.try_get(5)?,
-        country: row.try_get(6)?,
-        privileged: row.try_get::<i64, _>(7)? != 0,
-        groups: serde_json::from_str(&row.try_get::<String, _>(8)?).map_err(json_err)?,
-        attributes: serde_json::from_str(&row.try_get::<String, _>(9)?).map_err(json_err)?,
-        password_hash: row.try_get(10)?,
-        totp_secret: row.try_get(11)?,
-        must_register: row.try_get::<i64, _>(12)? != 0,
+        id: row.try_get(at)?,
+        login: row.try_get(at + 1)?,
+        given_name: row.try_get(at + 2)?,
+        family_name: row.try_get(at + 3)?,
+        enabled: row.try_get::<i64, _>(at + 4)? != 0,
+        last_sign_in: row.try_get(at + 5)?,
+        country: row.try_get(at + 6)?,
+        privileged: row.try_get::<i64, _>(at + 7)? != 0,
+        groups: serde_json::from_str(&row.try_get::<String, _>(at + 8)?).map_err(json_err)?,
+        attributes: serde_json::from_str(&row.try_get::<String, _>(at + 9)?).map_err(json_err)?,
+        password_hash: row.try_get(at + 10)?,
+        totp_secret: row.try_get(at + 11)?,
+        must_register: row.try_get::<i64, _>(at + 12)? != 0,
     })
+}
+
+/// The account from `at` on and what a recovery would remove from it (the two counts of
+/// [`method_counts`] after the account's columns).
+fn account_with_methods(row: &AnyRow, at: usize) -> Result<(Account, Methods), StoreError> {
+    let account = account_at(row, at)?;
+    let methods = Methods {
+        password: account.password_hash.is_some(),
+        totp: account.totp_secret.is_some(),
+        passkeys: row.try_get(at + 13)?,
+        sessions: row.try_get(at + 14)?,
+    };
+    Ok((account, methods))
+}
+
+/// The user's passkeys and live browser sessions, for the user row named `users`.
+fn method_counts(users: &str) -> String {
+    format!(
+        "(SELECT COUNT(*) FROM passkeys p WHERE p.user_id = {users}.id), \
+         (SELECT COUNT(*) FROM browser_sessions s WHERE s.user_id = {users}.id AND s.revoked_at IS NULL)"
+    )
+}
+
+/// Where the login of the user to read comes from, per dialect (SQL expressions).
+struct UserOf {
+    /// On PostgreSQL, in terms of the write's returned row `w`.
+    postgres: String,
+    /// On SQLite, on its own (the write has run).
+    sqlite: String,
+}
+
+/// A flow of the recovery pages, leased for one step, with the user it is for.
+#[derive(Debug)]
+pub struct LeasedFlow {
+    /// The flow's id.
+    pub id: String,
+    /// The flow as stored.
+    pub state: Vec<u8>,
+    /// The user the flow's `login` names, if any, with what a recovery would remove.
+    pub user: Option<(Account, Methods)>,
 }
 
 /// An authorization code's grant, stored until the client redeems it once.
@@ -100,7 +145,7 @@ pub struct BrowserSession {
 impl Store {
     /// Creates a user; the login must be new.
     pub async fn create_user(&self, a: &Account, now: i64) -> Result<(), StoreError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.write_conn().await?;
         insert_user_on(&mut conn, a, now).await
     }
 
@@ -117,24 +162,133 @@ impl Store {
     /// one statement, so that the removal can be held for the step's last write and still
     /// answer how many it removes ([`Store::hold_revocations`]).
     pub async fn user_by_login_with_methods(&self, login: &str) -> Result<Option<(Account, Methods)>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {ACCOUNT_COLUMNS}, \
-             (SELECT COUNT(*) FROM passkeys p WHERE p.user_id = users.id), \
-             (SELECT COUNT(*) FROM browser_sessions s WHERE s.user_id = users.id AND s.revoked_at IS NULL) \
-             FROM users WHERE login = $1"
-        ))
-        .bind(login)
-        .fetch_optional(&mut *self.conn().await?)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let account = account(&row)?;
-        let methods = Methods {
-            password: account.password_hash.is_some(),
-            totp: account.totp_secret.is_some(),
-            passkeys: row.try_get(13)?,
-            sessions: row.try_get(14)?,
+        let row =
+            sqlx::query(&format!("SELECT {ACCOUNT_COLUMNS}, {} FROM users WHERE login = $1", method_counts("users")))
+                .bind(login)
+                .fetch_optional(&mut *self.conn().await?)
+                .await?;
+        row.map(|row| account_with_methods(&row, 0)).transpose()
+    }
+
+    /// Takes the lease of the recovery flow `id` for one step ([`Store::lease_session`]),
+    /// and reads the user the flow is for in the same round trip: the flows of the recovery
+    /// pages are JSON with the user's `login` at the top. `None` when the flow is unknown,
+    /// expired or leased.
+    pub async fn lease_flow(&self, id: &str, now: i64, seconds: i64) -> Result<Option<LeasedFlow>, StoreError> {
+        self.lease_flow_at("$1", id, now, seconds).await
+    }
+
+    /// Takes the lease of the recovery flow that the value under `key` names (the wallet's
+    /// `state` leads to its flow, [`Store::lease_by_key`]), with the user it is for.
+    pub async fn lease_flow_by_key(&self, key: &str, now: i64, seconds: i64) -> Result<Option<LeasedFlow>, StoreError> {
+        // The key's value is the flow's id as UTF-8 bytes.
+        let id = match self.dialect() {
+            Dialect::Sqlite => "(SELECT CAST(state AS TEXT) FROM recovery_sessions WHERE id = $1 AND expires_at > $2)",
+            Dialect::Postgres => {
+                "(SELECT convert_from(state, 'UTF8') FROM recovery_sessions WHERE id = $1 AND expires_at > $2)"
+            }
         };
-        Ok(Some((account, methods)))
+        self.lease_flow_at(id, key, now, seconds).await
+    }
+
+    /// The lease of the flow whose id `id_sql` gives (from `$1`, bound to `value`), and its
+    /// user.
+    async fn lease_flow_at(
+        &self,
+        id_sql: &str,
+        value: &str,
+        now: i64,
+        seconds: i64,
+    ) -> Result<Option<LeasedFlow>, StoreError> {
+        let lease = format!(
+            "UPDATE recovery_sessions SET lease_until = $3 WHERE id = {id_sql} AND expires_at > $2 \
+             AND (lease_until IS NULL OR lease_until <= $2) RETURNING id, state"
+        );
+        let login = UserOf {
+            postgres: "convert_from(w.state, 'UTF8')::json->>'login'".into(),
+            sqlite: format!(
+                "(SELECT json_extract(CAST(state AS TEXT), '$.login') FROM recovery_sessions WHERE id = {id_sql})"
+            ),
+        };
+        let values = [Value::text(value), Value::Int(now), Value::Int(now + seconds)];
+        let Some((row, user)) = self.returning_with_user(&lease, login, values).await? else { return Ok(None) };
+        Ok(Some(LeasedFlow { id: row.try_get(0)?, state: row.try_get(1)?, user }))
+    }
+
+    /// Counts one hit on `counted` and reads the hits counted on `read` (another key), both
+    /// in the window starting at `window_start`, and reads the user who signs in with
+    /// `login`, in one round trip: (hits of `counted`, this one included; hits of `read`;
+    /// the user).
+    pub async fn sign_in_counts(
+        &self,
+        counted: &str,
+        read: &str,
+        window_start: i64,
+        login: &str,
+    ) -> Result<(i64, i64, Option<Account>), StoreError> {
+        let hit = "INSERT INTO rate_limits (key, window_start, hits) VALUES ($1, $3, 1) \
+                   ON CONFLICT (key, window_start) DO UPDATE SET hits = rate_limits.hits + 1 \
+                   RETURNING hits, COALESCE((SELECT r.hits FROM rate_limits r WHERE r.key = $2 AND r.window_start = $3), 0)";
+        let user = UserOf { postgres: "$4".into(), sqlite: "$4".into() };
+        let values = [Value::text(counted), Value::text(read), Value::Int(window_start), Value::text(login)];
+        let (row, user) = self.returning_with_user(hit, user, values).await?.ok_or(sqlx::Error::RowNotFound)?;
+        Ok((row.try_get(0)?, row.try_get(1)?, user.map(|(account, _)| account)))
+    }
+
+    /// Runs `write` (one statement with a `RETURNING` clause) and reads the user whose login
+    /// `login` gives, with what a recovery would remove from them, in one round trip: on
+    /// PostgreSQL one statement (the write is a data-modifying `WITH` part named `w`, joined
+    /// to the user); on SQLite one text of two statements, which the connection's thread runs
+    /// in one go (the write, then the user), told apart by their columns. `None` when the
+    /// write returned no row.
+    async fn returning_with_user(
+        &self,
+        write: &str,
+        login: UserOf,
+        values: impl IntoIterator<Item = Value>,
+    ) -> Result<Option<(AnyRow, Option<(Account, Methods)>)>, StoreError> {
+        let sql = match self.dialect() {
+            Dialect::Postgres => {
+                let columns: Vec<String> = ACCOUNT_COLUMNS.split(',').map(|c| format!("u.{}", c.trim())).collect();
+                format!(
+                    "WITH w AS ({write}) SELECT w.*, {}, {} FROM w LEFT JOIN users u ON u.login = {}",
+                    columns.join(", "),
+                    method_counts("u"),
+                    login.postgres
+                )
+            }
+            Dialect::Sqlite => format!(
+                "{write}; SELECT {ACCOUNT_COLUMNS}, {} FROM users WHERE login = {}",
+                method_counts("users"),
+                login.sqlite
+            ),
+        };
+        let rows = query_with(&sql, values).fetch_all(&mut *self.write_conn().await?).await?;
+        let user_columns = ACCOUNT_COLUMNS.split(',').count() + 2;
+        match self.dialect() {
+            Dialect::Postgres => {
+                let Some(row) = rows.into_iter().next() else { return Ok(None) };
+                let at = row.len().saturating_sub(user_columns);
+                // No user of that login: the joined columns are empty.
+                let user = match row.try_get::<Option<String>, _>(at)? {
+                    Some(_) => Some(account_with_methods(&row, at)?),
+                    None => None,
+                };
+                Ok(Some((row, user)))
+            }
+            Dialect::Sqlite => {
+                let mut written = None;
+                let mut user = None;
+                for row in rows {
+                    if row.len() == user_columns {
+                        user = Some(account_with_methods(&row, 0)?);
+                    } else {
+                        written = Some(row);
+                    }
+                }
+                Ok(written.map(|row| (row, user)))
+            }
+        }
     }
 
     /// The user with this id.
@@ -163,7 +317,7 @@ impl Store {
         sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(phc)
             .bind(user_id)
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.write_conn().await?)
             .await?;
         Ok(())
     }
@@ -173,7 +327,7 @@ impl Store {
         sqlx::query("UPDATE users SET totp_secret = $1, totp_last_step = NULL WHERE id = $2")
             .bind(secret.map(<[u8]>::to_vec))
             .bind(user_id)
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.write_conn().await?)
             .await?;
         Ok(())
     }
@@ -232,7 +386,7 @@ impl Store {
         )
         .bind(step)
         .bind(user_id)
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.write_conn().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -265,7 +419,7 @@ impl Store {
         .bind(grant.auth_time)
         .bind(&grant.amr)
         .bind(expires_at)
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.write_conn().await?)
         .await?;
         Ok(())
     }
@@ -278,7 +432,7 @@ impl Store {
         )
         .bind(digest(code))
         .bind(now)
-        .fetch_optional(&mut *self.conn().await?)
+        .fetch_optional(&mut *self.write_conn().await?)
         .await?;
         row.map(|r| {
             Ok(CodeGrant {
@@ -307,7 +461,7 @@ impl Store {
             .bind(user_id)
             .bind(client_id)
             .bind(expires_at)
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.write_conn().await?)
             .await?;
         Ok(())
     }

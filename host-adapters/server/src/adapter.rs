@@ -2,14 +2,14 @@
 //! directory, the credential store, the audit log and the notification outbox; trust
 //! material comes from the deployment's files; face comparison from a configured service.
 
-use crate::accounts::{Methods, Revoked};
+use crate::accounts::{Account, Methods, Revoked};
 use crate::store::{Passes, Store, now};
 use crate::trust::TrustSource;
 use regain_host::reload::DeploymentStore;
 use regain_host::wit::credentials::{CredentialError, IssuedTap, MethodKind, TapRequest};
 use regain_host::wit::deployment::{Bundle, DeploymentError};
 use regain_host::wit::directory::DirectoryError;
-use regain_host::wit::events::{AuditEvent, AuditKind, EventsError, NotificationKind};
+use regain_host::wit::events::{AuditEvent, AuditKind, EventsError, NotificationKind, RecentWindow};
 use regain_host::wit::face_check::{FaceCheckError, FaceComparison};
 use regain_host::wit::trust::TrustError;
 use regain_host::wit::types::User;
@@ -100,9 +100,10 @@ pub struct ServerAdapter {
     keycloak: Option<Arc<crate::keycloak::Keycloak>>,
     /// The selfie of this request, in memory only.
     selfie: Selfie,
-    /// The user this request looked up, with what a recovery would remove from them: the
-    /// removal is then held for the step's last write and still answers its counts.
-    looked_up: Arc<std::sync::Mutex<Option<(String, Methods)>>>,
+    /// The user this request read (with the flow's lease, or looked up), with what a
+    /// recovery would remove from them: a lookup of that login needs no statement, and a
+    /// removal is held for the step's last write and still answers its counts.
+    looked_up: Arc<std::sync::Mutex<Option<(Account, Methods)>>>,
 }
 
 impl ServerAdapter {
@@ -146,6 +147,14 @@ impl ServerAdapter {
         }
     }
 
+    /// The user this request has read already (with the lease of its flow), for the
+    /// plugin's lookup in the same request.
+    pub fn knows(&self, user: Option<(Account, Methods)>) {
+        if user.is_some() {
+            *self.looked_up.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = user;
+        }
+    }
+
     /// Keeps a captured selfie for its comparison in the same request and answers the
     /// reference the plugin is resumed with. A selfie is biometric data: it stays in this
     /// request's memory, is compared once and is never written anywhere; a second capture
@@ -168,16 +177,23 @@ impl regain_host::Directory for ServerAdapter {
             self.store.let_go().await;
             return keycloak.find_user_by_login(&login).await;
         }
-        let found = self
-            .store
-            .user_by_login_with_methods(&login)
-            .await
-            .map_err(|e| DirectoryError::Unavailable(unavailable(e)))?;
-        let found = found.map(|(account, methods)| {
-            *self.looked_up.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-                Some((account.id.clone(), methods));
-            account
-        });
+        let known = self.looked_up.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let found = match known {
+            // The row `WHERE login = $1` would answer, read earlier in this request.
+            Some((account, _)) if account.login == login => Some(account),
+            _ => {
+                let found = self
+                    .store
+                    .user_by_login_with_methods(&login)
+                    .await
+                    .map_err(|e| DirectoryError::Unavailable(unavailable(e)))?;
+                found.map(|(account, methods)| {
+                    *self.looked_up.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Some((account.clone(), methods));
+                    account
+                })
+            }
+        };
         Ok(found.map(|a| User {
             id: a.id,
             login: a.login,
@@ -225,7 +241,7 @@ impl ServerAdapter {
     /// then revokes at once and counts what it removed.
     async fn hold_revocations(&self, user_id: &str, revoked: Revoked) -> Result<Option<(u64, u64)>, CredentialError> {
         let had = match &*self.looked_up.lock().unwrap_or_else(std::sync::PoisonError::into_inner) {
-            Some((id, had)) if id == user_id => *had,
+            Some((account, had)) if account.id == user_id => *had,
             _ => return Ok(None),
         };
         let counts = self
@@ -356,16 +372,20 @@ impl regain_host::Events for ServerAdapter {
         self.store.record_audit(&record).await.map_err(|e| EventsError::Unavailable(unavailable(e)))
     }
 
-    async fn count_recent(&self, kind: AuditKind, user_id: String, window_seconds: u64) -> Result<u32, EventsError> {
-        let kind = serde_json::from_value(serde_json::Value::String(kind.as_str().into()))
-            .map_err(|e| EventsError::Unavailable(e.to_string()))?;
-        let since = now().saturating_sub(i64::try_from(window_seconds).unwrap_or(i64::MAX));
-        let count = self
+    async fn count_recent(&self, user_id: String, windows: Vec<RecentWindow>) -> Result<Vec<u32>, EventsError> {
+        let t = now();
+        let mut since = Vec::with_capacity(windows.len());
+        for w in windows {
+            let kind = serde_json::from_value(serde_json::Value::String(w.kind.as_str().into()))
+                .map_err(|e| EventsError::Unavailable(e.to_string()))?;
+            since.push((kind, t.saturating_sub(i64::try_from(w.window_seconds).unwrap_or(i64::MAX))));
+        }
+        let counts = self
             .store
-            .count_recent(kind, &user_id, since)
+            .count_recent_each(&user_id, &since)
             .await
             .map_err(|e| EventsError::Unavailable(unavailable(e)))?;
-        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+        Ok(counts.into_iter().map(|c| u32::try_from(c).unwrap_or(u32::MAX)).collect())
     }
 
     async fn notify_user(&self, user_id: String, kind: NotificationKind) -> Result<(), EventsError> {

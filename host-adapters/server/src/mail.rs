@@ -668,7 +668,7 @@ impl Store {
             .bind(&claim)
             .bind(seq)
             .bind(now)
-            .fetch_optional(&mut *self.conn().await?)
+            .fetch_optional(&mut *self.write_conn().await?)
             .await?;
             if let Some(row) = won {
                 claimed.push(Claimed {
@@ -705,7 +705,7 @@ impl Store {
         .bind(error)
         .bind(row.seq)
         .bind(&row.claim)
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.write_conn().await?)
         .await?;
         Ok(())
     }

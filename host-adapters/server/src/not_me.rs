@@ -148,13 +148,13 @@ async fn revoke_user_taps_on(conn: &mut sqlx::AnyConnection, user_id: &str, now:
 impl Store {
     /// Enables or disables an account; `false` when no user has this id.
     pub async fn set_enabled(&self, user_id: &str, enabled: bool) -> Result<bool, StoreError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.write_conn().await?;
         Ok(set_enabled_on(&mut conn, user_id, enabled).await? == 1)
     }
 
     /// Revokes every pass of a user not revoked yet; answers how many.
     pub async fn revoke_user_taps(&self, user_id: &str, now: i64) -> Result<u64, StoreError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.write_conn().await?;
         revoke_user_taps_on(&mut conn, user_id, now).await
     }
 

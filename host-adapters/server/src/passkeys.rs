@@ -83,7 +83,7 @@ impl Store {
         .bind(&p.label)
         .bind(p.created_at)
         .bind(p.last_used_at)
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.write_conn().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -119,7 +119,7 @@ impl Store {
         .bind(i64::from(sign_count))
         .bind(now)
         .bind(credential_id)
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.write_conn().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -128,7 +128,7 @@ impl Store {
     pub async fn delete_passkeys(&self, user_id: &str) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM passkeys WHERE user_id = $1")
             .bind(user_id)
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.write_conn().await?)
             .await?;
         Ok(done.rows_affected())
     }
@@ -146,7 +146,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM webauthn_challenges WHERE expires_at <= $1")
             .bind(now)
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.write_conn().await?)
             .await?;
         sqlx::query(
             "INSERT INTO webauthn_challenges (digest, purpose, challenge, user_id, expires_at) \
@@ -157,7 +157,7 @@ impl Store {
         .bind(challenge.to_vec())
         .bind(user_id)
         .bind(expires_at)
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.write_conn().await?)
         .await?;
         Ok(())
     }
@@ -176,7 +176,7 @@ impl Store {
         )
         .bind(digest(id))
         .bind(ceremony.name())
-        .fetch_optional(&mut *self.conn().await?)
+        .fetch_optional(&mut *self.write_conn().await?)
         .await?;
         let Some(row) = row else { return Ok(None) };
         if row.try_get::<i64, _>(2)? <= now {

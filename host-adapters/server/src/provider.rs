@@ -315,16 +315,17 @@ async fn sign_in(State(p): State<Provider>, Peer(peer): Peer, Form(form): Form<S
     // honest attempts (or a race on one pass) all reach the check.
     let window = t - t.rem_euclid(SIGN_IN_WINDOW_SECONDS);
     let login_key = format!("sign-in:{}", form.login.trim().to_lowercase());
-    match p.store.hit_and_read(&address_key(peer), &login_key, window).await {
-        Ok((from_address, _)) if from_address > SIGN_IN_ATTEMPTS_PER_ADDRESS => {
+    // The user is read in the same round trip.
+    let found = match p.store.sign_in_counts(&address_key(peer), &login_key, window, form.login.trim()).await {
+        Ok((from_address, _, _)) if from_address > SIGN_IN_ATTEMPTS_PER_ADDRESS => {
             return login_page(&form.req, Some(TOO_MANY_FROM_ADDRESS));
         }
-        Ok((_, failures)) if failures >= SIGN_IN_ATTEMPTS => {
+        Ok((_, failures, _)) if failures >= SIGN_IN_ATTEMPTS => {
             return login_page(&form.req, Some("Too many attempts for this login; wait a few minutes."));
         }
-        Ok(_) => {}
+        Ok((_, _, found)) => found,
         Err(e) => return server_error(&e.to_string()),
-    }
+    };
     let refuse = |message: &'static str| {
         let (p, req, key) = (&p, &form.req, &login_key);
         async move {
@@ -334,10 +335,9 @@ async fn sign_in(State(p): State<Provider>, Peer(peer): Peer, Form(form): Form<S
             }
         }
     };
-    let account = match p.store.user_by_login(form.login.trim()).await {
-        Ok(Some(a)) if a.enabled => a,
-        Ok(_) => return refuse(GENERIC_FAILURE).await,
-        Err(e) => return server_error(&e.to_string()),
+    let account = match found {
+        Some(a) if a.enabled => a,
+        _ => return refuse(GENERIC_FAILURE).await,
     };
     let amr = match form.method.as_str() {
         "password" => match check_password(&p, &account, &form, t).await {

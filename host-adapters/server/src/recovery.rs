@@ -325,8 +325,13 @@ impl Recovery {
     /// Takes the flow for one step; `Err` is the page to show instead.
     async fn lease(&self, rid: &str) -> Result<Flow, Response> {
         let t = now();
-        match self.store().lease_session(rid, t, LEASE_SECONDS).await {
-            Ok(Some(bytes)) => serde_json::from_slice(&bytes).map_err(|e| server_error(&format!("stored flow: {e}"))),
+        match self.store().lease_flow(rid, t, LEASE_SECONDS).await {
+            Ok(Some(leased)) => {
+                // The user the flow is for, read with the lease: the step's lookup needs no
+                // statement of its own.
+                self.adapter.knows(leased.user);
+                serde_json::from_slice(&leased.state).map_err(|e| server_error(&format!("stored flow: {e}")))
+            }
             Ok(None) => match self.store().session(rid, t).await {
                 Ok(Some(_)) => Err(message_page(
                     StatusCode::CONFLICT,
@@ -765,9 +770,12 @@ async fn wallet_response(State(r): State<Recovery>, body: axum::body::Bytes) -> 
     let key = wallet_key(&state);
     // The key leads to the flow, which is leased in the same statement.
     let unknown = || wallet_error("invalid_request", "the request is unknown, expired or already answered");
-    let (rid, flow) = match r.store().lease_by_key(&key, now(), LEASE_SECONDS).await {
-        Ok(Some((rid, bytes))) => match serde_json::from_slice::<Flow>(&bytes) {
-            Ok(flow) => (rid, flow),
+    let (rid, flow) = match r.store().lease_flow_by_key(&key, now(), LEASE_SECONDS).await {
+        Ok(Some(leased)) => match serde_json::from_slice::<Flow>(&leased.state) {
+            Ok(flow) => {
+                r.adapter.knows(leased.user);
+                (leased.id, flow)
+            }
             Err(e) => {
                 tracing::error!(error = %e, "stored flow refused");
                 return unknown();

@@ -137,6 +137,8 @@ pub struct Store {
     dialect: Dialect,
     warm: Arc<Warm>,
     step: Option<Arc<Step>>,
+    /// On SQLite, the process's writers take turns here ([`Store::write_conn`]).
+    turns: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// What a request-scoped store shares among its clones.
@@ -265,6 +267,26 @@ impl std::ops::DerefMut for Conn<'_> {
             Self::Pooled(c) => c,
             Self::Shared(c) => c,
         }
+    }
+}
+
+/// A connection for a write, with the process's turn to write on SQLite.
+pub(crate) struct WriteConn<'a> {
+    conn: Conn<'a>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl std::ops::Deref for WriteConn<'_> {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for WriteConn<'_> {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.conn
     }
 }
 
@@ -410,7 +432,8 @@ impl Store {
             options
         };
         let pool = options.connect(&url).await?;
-        let store = Self { pool, dialect, warm: Arc::default(), step: None };
+        let turns = (dialect == Dialect::Sqlite).then(Arc::default);
+        let store = Self { pool, dialect, warm: Arc::default(), step: None, turns };
         store.migrate().await?;
         Ok(store)
     }
@@ -438,7 +461,7 @@ impl Store {
             unfinished: AtomicBool::new(false),
             warm: self.warm.clone(),
         };
-        Self { pool: self.pool.clone(), dialect: self.dialect, warm: self.warm.clone(), step: Some(Arc::new(step)) }
+        Self { step: Some(Arc::new(step)), ..self.clone() }
     }
 
     /// A connection: the request's own on a scoped store, else one from the pool.
@@ -461,6 +484,23 @@ impl Store {
             },
         };
         Ok(Conn::Shared(tokio::sync::MutexGuard::map(slot, |s| &mut s.insert(taken).0)))
+    }
+
+    /// A connection for a write. On SQLite, once the connection is there, the write waits
+    /// for its turn among the process's writers: SQLite lets one connection write at a time,
+    /// and a writer that finds the database locked sleeps in SQLite's busy handler (1, 2,
+    /// 5... ms, growing), which under load made writes wait for tens of milliseconds while the
+    /// CPU idled. Turns queue writers in order without sleeping. The turn is held until the
+    /// returned guard is dropped, so a statement keeps it while it runs. The connection is
+    /// taken before the turn: a writer never waits for a connection while holding the turn.
+    /// Other processes on the same file (the admin commands) still meet the busy handler.
+    pub(crate) async fn write_conn(&self) -> Result<WriteConn<'_>, StoreError> {
+        let conn = self.conn().await?;
+        let turn = match &self.turns {
+            Some(turns) => Some(turns.clone().lock_owned().await),
+            None => None,
+        };
+        Ok(WriteConn { conn, _turn: turn })
     }
 
     /// Gives the request's connection back before a slow call elsewhere (a remote service),
@@ -543,15 +583,8 @@ impl Store {
         };
         let step = store.step.as_deref();
         let sql = batch.sql(self.dialect);
-        let mut query = sqlx::query(&sql);
-        for value in batch.args {
-            query = match value {
-                Value::Int(v) => query.bind(v),
-                Value::Text(v) => query.bind(v),
-                Value::Blob(v) => query.bind(v),
-            };
-        }
-        let mut conn = store.conn().await?;
+        let query = query_with(&sql, batch.args);
+        let mut conn = store.write_conn().await?;
         let open = self.dialect == Dialect::Sqlite && batch.parts.len() > 1;
         if let Some(step) = step {
             step.unfinished.store(open, Ordering::SeqCst);
@@ -639,7 +672,7 @@ impl Store {
         .bind(name)
         .bind(fresh)
         .bind(now())
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.write_conn().await?)
         .await?;
         let row = sqlx::query("SELECT material FROM server_keys WHERE name = $1")
             .bind(name)
@@ -679,7 +712,7 @@ impl Store {
         )
         .bind(now)
         .bind(secret_mac)
-        .fetch_optional(&mut *self.conn().await?)
+        .fetch_optional(&mut *self.write_conn().await?)
         .await?;
         Ok(match row {
             Some(row) => Redemption::Redeemed { tap_id: row.try_get(0)?, user_id: row.try_get(1)? },
@@ -692,7 +725,7 @@ impl Store {
         let done = sqlx::query("UPDATE taps SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(now)
             .bind(tap_id)
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.write_conn().await?)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -706,7 +739,7 @@ impl Store {
         .bind(kind)
         .bind(digest(value))
         .bind(expires_at)
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.write_conn().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -720,7 +753,7 @@ impl Store {
         )
         .bind(key)
         .bind(window_start)
-        .fetch_one(&mut *self.conn().await?)
+        .fetch_one(&mut *self.write_conn().await?)
         .await?;
         Ok(row.try_get(0)?)
     }
@@ -735,7 +768,7 @@ impl Store {
         .bind(first)
         .bind(second)
         .bind(window_start)
-        .fetch_all(&mut *self.conn().await?)
+        .fetch_all(&mut *self.write_conn().await?)
         .await?;
         let mut hits = (0, 0);
         for row in rows {
@@ -749,23 +782,6 @@ impl Store {
             }
         }
         Ok(hits)
-    }
-
-    /// Counts one hit on `counted` and reads the hits of `read` (another key), both in the
-    /// window starting at `window_start`, in one statement: (hits of `counted`, this one
-    /// included; hits of `read`).
-    pub async fn hit_and_read(&self, counted: &str, read: &str, window_start: i64) -> Result<(i64, i64), StoreError> {
-        let row = sqlx::query(
-            "INSERT INTO rate_limits (key, window_start, hits) VALUES ($1, $3, 1) \
-             ON CONFLICT (key, window_start) DO UPDATE SET hits = rate_limits.hits + 1 \
-             RETURNING hits, COALESCE((SELECT r.hits FROM rate_limits r WHERE r.key = $2 AND r.window_start = $3), 0)",
-        )
-        .bind(counted)
-        .bind(read)
-        .bind(window_start)
-        .fetch_one(&mut *self.conn().await?)
-        .await?;
-        Ok((row.try_get(0)?, row.try_get(1)?))
     }
 
     /// The hits counted on `key` in the window starting at `window_start`, without adding
@@ -811,7 +827,7 @@ impl Store {
         .bind(id)
         .bind(now)
         .bind(now + seconds)
-        .fetch_optional(&mut *self.conn().await?)
+        .fetch_optional(&mut *self.write_conn().await?)
         .await?;
         Ok(row.map(|r| r.try_get::<Vec<u8>, _>(0)).transpose()?)
     }
@@ -835,8 +851,12 @@ impl Store {
              WHERE id = (SELECT {id} FROM recovery_sessions WHERE id = $1 AND expires_at > $2) \
              AND expires_at > $2 AND (lease_until IS NULL OR lease_until <= $2) RETURNING id, state"
         );
-        let row =
-            sqlx::query(&sql).bind(key).bind(now).bind(now + seconds).fetch_optional(&mut *self.conn().await?).await?;
+        let row = sqlx::query(&sql)
+            .bind(key)
+            .bind(now)
+            .bind(now + seconds)
+            .fetch_optional(&mut *self.write_conn().await?)
+            .await?;
         Ok(row.map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?))).transpose()?)
     }
 
@@ -857,23 +877,43 @@ impl Store {
     /// Events of `kind` for `user_id` at or after `since`, those held by a scoped store
     /// included.
     pub async fn count_recent(&self, kind: AuditKind, user_id: &str, since: i64) -> Result<i64, StoreError> {
-        let held = self.held().map_or(0, |h| {
-            h.audit
-                .iter()
-                .filter(|r| {
-                    r.kind == kind
-                        && r.user_id.as_deref() == Some(user_id)
-                        && i64::try_from(r.at).unwrap_or(i64::MAX) >= since
-                })
-                .count()
-        });
-        let row = sqlx::query("SELECT COUNT(*) FROM audit_events WHERE kind = $1 AND user_id = $2 AND at >= $3")
-            .bind(kind_name(kind))
-            .bind(user_id)
-            .bind(since)
-            .fetch_one(&mut *self.conn().await?)
-            .await?;
-        Ok(row.try_get::<i64, _>(0)? + i64::try_from(held).unwrap_or(i64::MAX))
+        Ok(self.count_recent_each(user_id, &[(kind, since)]).await?.first().copied().unwrap_or(0))
+    }
+
+    /// How many events of each `(kind, since)` the user has, held ones included, in one
+    /// statement; answered in the same order.
+    pub async fn count_recent_each(&self, user_id: &str, windows: &[(AuditKind, i64)]) -> Result<Vec<i64>, StoreError> {
+        let Some(earliest) = windows.iter().map(|(_, since)| *since).min() else { return Ok(Vec::new()) };
+        let mut columns = Vec::with_capacity(windows.len());
+        let mut query_values: Vec<(String, i64)> = Vec::with_capacity(windows.len());
+        for (i, (kind, since)) in windows.iter().enumerate() {
+            let (k, t) = (3 + 2 * i, 4 + 2 * i);
+            columns.push(format!("COALESCE(SUM(CASE WHEN kind = ${k} AND at >= ${t} THEN 1 ELSE 0 END), 0)"));
+            query_values.push((kind_name(*kind), *since));
+        }
+        let sql = format!("SELECT {} FROM audit_events WHERE user_id = $1 AND at >= $2", columns.join(", "));
+        let mut query = sqlx::query(&sql).bind(user_id).bind(earliest);
+        for (kind, since) in query_values {
+            query = query.bind(kind).bind(since);
+        }
+        let row = query.fetch_one(&mut *self.conn().await?).await?;
+        let held = self.held();
+        let mut counts = Vec::with_capacity(windows.len());
+        for (i, (kind, since)) in windows.iter().enumerate() {
+            let stored: i64 = row.try_get(i)?;
+            let pending = held.as_ref().map_or(0, |h| {
+                h.audit
+                    .iter()
+                    .filter(|r| {
+                        r.kind == *kind
+                            && r.user_id.as_deref() == Some(user_id)
+                            && i64::try_from(r.at).unwrap_or(i64::MAX) >= *since
+                    })
+                    .count()
+            });
+            counts.push(stored + i64::try_from(pending).unwrap_or(i64::MAX));
+        }
+        Ok(counts)
     }
 
     /// Queues a notification for the user's other channels; a scoped store holds it for the
@@ -975,6 +1015,22 @@ fn batch_of(held: &Held, writes: &[SessionWrite<'_>]) -> Batch {
         }
     }
     batch
+}
+
+/// `sql` with `values` bound to `$1`, `$2`... in order.
+pub(crate) fn query_with(
+    sql: &str,
+    values: impl IntoIterator<Item = Value>,
+) -> sqlx::query::Query<'_, Any, sqlx::any::AnyArguments<'_>> {
+    let mut query = sqlx::query(sql);
+    for value in values {
+        query = match value {
+            Value::Int(v) => query.bind(v),
+            Value::Text(v) => query.bind(v),
+            Value::Blob(v) => query.bind(v),
+        };
+    }
+    query
 }
 
 /// A value bound to a batch.

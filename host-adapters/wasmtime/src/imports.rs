@@ -10,7 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use credentials::{CredentialError, IssuedTap, MethodKind, TapRequest};
 use deployment::{Bundle, DeploymentError};
 use directory::DirectoryError;
-use events::{AuditEvent, AuditKind, EventsError, NotificationKind};
+use events::{AuditEvent, EventsError, NotificationKind, RecentWindow};
 use face_check::{FaceCheckError, FaceComparison};
 use trust::TrustError;
 use types::User;
@@ -71,13 +71,13 @@ pub trait Events: Send + Sync {
     /// Records the event durably before returning.
     fn record_audit(&self, event: AuditEvent) -> impl Future<Output = Result<(), EventsError>> + Send;
 
-    /// Counts the user's events of `kind` in the last `window_seconds`.
+    /// Counts the user's events in each window (a kind and a number of seconds back), in
+    /// the same order.
     fn count_recent(
         &self,
-        kind: AuditKind,
         user_id: String,
-        window_seconds: u64,
-    ) -> impl Future<Output = Result<u32, EventsError>> + Send;
+        windows: Vec<RecentWindow>,
+    ) -> impl Future<Output = Result<Vec<u32>, EventsError>> + Send;
 
     /// Queues a notification to the user's other channels.
     fn notify_user(
@@ -221,13 +221,8 @@ impl<A: Adapter> events::Host for Ctx<A> {
         self.adapter(EventsError::Unavailable)?.record_audit(event).await
     }
 
-    async fn count_recent(
-        &mut self,
-        kind: AuditKind,
-        user_id: String,
-        window_seconds: u64,
-    ) -> Result<u32, EventsError> {
-        self.adapter(EventsError::Unavailable)?.count_recent(kind, user_id, window_seconds).await
+    async fn count_recent(&mut self, user_id: String, windows: Vec<RecentWindow>) -> Result<Vec<u32>, EventsError> {
+        self.adapter(EventsError::Unavailable)?.count_recent(user_id, windows).await
     }
 
     async fn notify_user(&mut self, user_id: String, kind: NotificationKind) -> Result<(), EventsError> {

@@ -11,7 +11,7 @@ use crate::reload::DeploymentStore;
 use crate::wit::credentials::{CredentialError, IssuedTap, MethodKind, TapRequest};
 use crate::wit::deployment::{Bundle, DeploymentError};
 use crate::wit::directory::DirectoryError;
-use crate::wit::events::{AuditEvent, AuditKind, EventsError, NotificationKind};
+use crate::wit::events::{AuditEvent, AuditKind, EventsError, NotificationKind, RecentWindow};
 use crate::wit::face_check::{FaceCheckError, FaceComparison};
 use crate::wit::trust::TrustError;
 use crate::wit::types::{SourceFile, User};
@@ -261,10 +261,13 @@ impl Events for MemoryAdapter {
     }
 
     // The in-memory log keeps no timestamps: every event counts, whatever the window.
-    async fn count_recent(&self, kind: AuditKind, user_id: String, _window_seconds: u64) -> Result<u32, EventsError> {
-        let count =
-            self.log().audit.iter().filter(|e| e.kind == kind && e.user_id.as_deref() == Some(&user_id)).count();
-        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+    async fn count_recent(&self, user_id: String, windows: Vec<RecentWindow>) -> Result<Vec<u32>, EventsError> {
+        let log = self.log();
+        let count = |kind: AuditKind| {
+            let n = log.audit.iter().filter(|e| e.kind == kind && e.user_id.as_deref() == Some(&user_id)).count();
+            u32::try_from(n).unwrap_or(u32::MAX)
+        };
+        Ok(windows.iter().map(|w| count(w.kind)).collect())
     }
 
     async fn notify_user(&self, user_id: String, kind: NotificationKind) -> Result<(), EventsError> {

@@ -155,14 +155,16 @@ impl<A: Adapter> Audit for NativeEnvironment<A> {
         block_on(crate::imports::Events::record_audit(&self.adapter, event)).map_err(|e| host_error("audit log", e))
     }
 
-    fn count_recent(&mut self, kind: AuditKind, user_id: &str, window_seconds: u64) -> Result<u32, HostError> {
-        block_on(crate::imports::Events::count_recent(
-            &self.adapter,
-            audit_kind(kind),
-            user_id.to_owned(),
-            window_seconds,
-        ))
-        .map_err(|e| host_error("audit log", e))
+    fn count_recent(&mut self, user_id: &str, windows: &[(AuditKind, u64)]) -> Result<Vec<u32>, HostError> {
+        let windows = windows
+            .iter()
+            .map(|(kind, window_seconds)| crate::wit::events::RecentWindow {
+                kind: audit_kind(*kind),
+                window_seconds: *window_seconds,
+            })
+            .collect();
+        block_on(crate::imports::Events::count_recent(&self.adapter, user_id.to_owned(), windows))
+            .map_err(|e| host_error("audit log", e))
     }
 
     fn notify_access_restored(&mut self, user_id: &str) -> Result<(), HostError> {

@@ -70,8 +70,15 @@ impl Audit for Imports {
         events::record_audit(&wit).map_err(events_error)
     }
 
-    fn count_recent(&mut self, kind: AuditKind, user_id: &str, window_seconds: u64) -> Result<u32, HostError> {
-        events::count_recent(audit_kind_to_wit(kind), user_id, window_seconds).map_err(events_error)
+    fn count_recent(&mut self, user_id: &str, windows: &[(AuditKind, u64)]) -> Result<Vec<u32>, HostError> {
+        let windows: Vec<events::RecentWindow> = windows
+            .iter()
+            .map(|(kind, window_seconds)| events::RecentWindow {
+                kind: audit_kind_to_wit(*kind),
+                window_seconds: *window_seconds,
+            })
+            .collect();
+        events::count_recent(user_id, &windows).map_err(events_error)
     }
 
     fn notify_access_restored(&mut self, user_id: &str) -> Result<(), HostError> {

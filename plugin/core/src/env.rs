@@ -70,8 +70,9 @@ pub trait Directory {
 pub trait Audit {
     /// Records `event` before returning; an error means the flow must stop.
     fn record(&mut self, event: &AuditEvent) -> Result<(), HostError>;
-    /// How many events of `kind` the user has in the last `window_seconds`.
-    fn count_recent(&mut self, kind: AuditKind, user_id: &str, window_seconds: u64) -> Result<u32, HostError>;
+    /// How many events the user has in each of `windows` (a kind and a number of seconds
+    /// back), in the same order.
+    fn count_recent(&mut self, user_id: &str, windows: &[(AuditKind, u64)]) -> Result<Vec<u32>, HostError>;
     /// Tells the user, on every channel but the recovered one, that access was restored.
     fn notify_access_restored(&mut self, user_id: &str) -> Result<(), HostError>;
 }

@@ -402,8 +402,14 @@ pub fn start(
     let (doomed, reason) = match (&user, &facts) {
         (Some(u), Some(facts)) => {
             let window = u64::from(d.limits.attempt_window_hours) * 3600;
-            let attempts = env.count_recent(AuditKind::RecoveryStarted, &u.id, window)?;
-            let recovered = env.count_recent(AuditKind::RecoveryCompleted, &u.id, 86_400)? > 0;
+            let windows = [(AuditKind::RecoveryStarted, window), (AuditKind::RecoveryCompleted, 86_400)];
+            let (attempts, recovered) = match env.count_recent(&u.id, &windows)?.as_slice() {
+                [attempts, completed] => (*attempts, *completed > 0),
+                counts => {
+                    let e = format!("audit log: {} counts for {} windows", counts.len(), windows.len());
+                    return Err(HostError(e).into());
+                }
+            };
             let context = json!({
                 "attempts_in_window": attempts,
                 "attempts_from_address": client.recent_attempts,

@@ -10,6 +10,7 @@
 )]
 
 use regain_core::env::{AuditKind, AuditRecord};
+use regain_server::accounts::{Account, BrowserSession, Methods};
 use regain_server::store::{Dialect, NewTap, Redemption, SessionWrite, Store, TapKey, now, random_hex};
 use std::sync::Arc;
 
@@ -27,6 +28,17 @@ async fn postgres() -> Vec<Store> {
     let b = Store::open(&url).await.unwrap();
     assert_eq!(a.dialect(), Dialect::Postgres);
     vec![a, b]
+}
+
+/// Ana: enabled, with a password.
+fn ana() -> Account {
+    Account {
+        id: "u-ana".into(),
+        login: "ana@example.org".into(),
+        enabled: true,
+        password_hash: Some("$argon2id$placeholder".into()),
+        ..Account::default()
+    }
 }
 
 async fn both() -> Vec<(Vec<Store>, Option<tempfile::TempDir>)> {
@@ -200,20 +212,16 @@ async fn passes_are_shown_once_stored_as_a_mac_and_redeemed_as_typed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn accounts_codes_tokens_and_sessions() {
-    use regain_server::accounts::{Account, BrowserSession, CodeGrant};
+    use regain_server::accounts::CodeGrant;
     for (stores, _dir) in both().await {
         let (a, b) = (&stores[0], &stores[1]);
         let t = now();
         let ana = Account {
-            id: "u-ana".into(),
-            login: "ana@example.org".into(),
             given_name: Some("Ana".into()),
             family_name: Some("Silva".into()),
-            enabled: true,
             groups: vec!["recovery".into()],
             attributes: [("email".to_owned(), "ana@home.example".to_owned())].into(),
-            password_hash: Some("$argon2id$placeholder".into()),
-            ..Account::default()
+            ..ana()
         };
         a.create_user(&ana, t).await.unwrap();
         assert!(a.create_user(&ana, t).await.is_err(), "a login is unique");
@@ -411,4 +419,111 @@ async fn after_the_database_ends_connections_one_request_fails_and_the_next_ones
     }
     assert!(outcomes.iter().filter(|ok| !**ok).count() <= 1, "{outcomes:?}");
     assert!(outcomes[1..].iter().all(|ok| *ok), "{outcomes:?}");
+}
+
+/// SQLite lets one connection write at a time. The server's own writers take turns in the
+/// process instead of meeting the lock: with SQLite's busy wait turned off on every pooled
+/// connection, two hundred concurrent requests that each write three times still all succeed
+/// (without turns, a writer that finds the database locked fails at once here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_servers_writers_take_turns_on_sqlite_instead_of_meeting_the_lock() {
+    let (store, _dir) = sqlite().await;
+    // Every connection the pool may open (16), each told not to wait for a lock.
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        let mut conn = store.pool().acquire().await.unwrap();
+        sqlx::query("PRAGMA busy_timeout = 0").execute(&mut *conn).await.unwrap();
+        held.push(conn);
+    }
+    drop(held);
+
+    let t = now();
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let store = store.clone();
+        requests.spawn(async move {
+            let request = store.scoped();
+            request.hit("turns", t).await?;
+            request.consume_once("turns", &format!("value-{i}"), t + 60).await?;
+            let state = i.to_string();
+            let put =
+                SessionWrite::Put { id: &format!("flow-{i}"), state: state.as_bytes(), now: t, expires_at: t + 60 };
+            request.write_sessions(&[put]).await
+        });
+    }
+    while let Some(done) = requests.join_next().await {
+        done.unwrap().unwrap();
+    }
+    assert_eq!(store.hits("turns", t).await.unwrap(), 200);
+    assert_eq!(store.session("flow-199", t).await.unwrap().as_deref(), Some(&b"199"[..]));
+}
+
+/// The round trips a recovery step saves: the lease of a flow reads the user the flow is
+/// for, the sign-in's counters read the user who signs in, and a start's counts of audit
+/// events are one query.
+#[tokio::test]
+async fn a_lease_and_the_sign_in_counters_read_the_user_in_the_same_round_trip() {
+    for (stores, _dir) in both().await {
+        let (a, b) = (&stores[0], &stores[1]);
+        let t = now();
+        a.create_user(&ana(), t).await.unwrap();
+        a.insert_passkey(&crate::support::passkey("cred-ana", "u-ana")).await.unwrap();
+        let session = BrowserSession { user_id: "u-ana".into(), auth_time: t, amr: "pwd".into() };
+        a.insert_browser_session("sid-1", &session, t + 60).await.unwrap();
+        a.insert_browser_session("sid-2", &session, t + 60).await.unwrap();
+
+        // A flow of the recovery pages is JSON with the login at the top.
+        let flow = br#"{"state":"","login":"ana@example.org","view":"Selfie"}"#;
+        a.put_session("flow-ana", flow, t, t + 900).await.unwrap();
+        a.put_session("vp:key-ana", b"flow-ana", t, t + 900).await.unwrap();
+        let leased = b.lease_flow_by_key("vp:key-ana", t, 30).await.unwrap().expect("leased");
+        assert_eq!((leased.id.as_str(), leased.state.as_slice()), ("flow-ana", &flow[..]));
+        let (user, methods) = leased.user.expect("the flow's user");
+        assert_eq!(user.id, "u-ana");
+        assert_eq!(methods, Methods { password: true, totp: false, passkeys: 1, sessions: 2 });
+        assert!(a.lease_flow("flow-ana", t, 30).await.unwrap().is_none(), "leased already");
+        let again = a.lease_flow("flow-ana", t + 31, 30).await.unwrap().expect("lease ran out");
+        assert_eq!(again.user.map(|(u, _)| u.login).as_deref(), Some("ana@example.org"));
+        // A flow for a login no user has: the lease, without a user.
+        let nobody = br#"{"state":"","login":"nobody@example.org","view":"Selfie"}"#;
+        a.put_session("flow-x", nobody, t, t + 900).await.unwrap();
+        let leased = b.lease_flow("flow-x", t, 30).await.unwrap().expect("leased");
+        assert!(leased.user.is_none());
+        assert!(a.lease_flow("flow-unknown", t, 30).await.unwrap().is_none());
+
+        // The sign-in: one more attempt from the address, the login's failures, the user.
+        a.hit("sign-in:ana@example.org", 1000).await.unwrap();
+        let (from_address, failures, user) = b
+            .sign_in_counts("sign-in-addr:192.0.2.9", "sign-in:ana@example.org", 1000, "ana@example.org")
+            .await
+            .unwrap();
+        assert_eq!((from_address, failures, user.map(|u| u.id).as_deref()), (1, 1, Some("u-ana")));
+        let (from_address, failures, user) =
+            a.sign_in_counts("sign-in-addr:192.0.2.9", "sign-in:nobody", 1000, "nobody").await.unwrap();
+        assert_eq!((from_address, failures, user), (2, 0, None));
+
+        // Counts of several kinds and windows in one query, held events included.
+        let event = |kind, at: i64| AuditRecord {
+            at: u64::try_from(at).unwrap(),
+            kind,
+            flow_id: "f".repeat(32),
+            user_id: Some("u-ana".into()),
+            reason: "ok".into(),
+            helpdesk_ref: None,
+        };
+        a.record_audit(&event(AuditKind::RecoveryStarted, t - 100)).await.unwrap();
+        a.record_audit(&event(AuditKind::RecoveryStarted, t - 5)).await.unwrap();
+        a.record_audit(&event(AuditKind::RecoveryCompleted, t - 50)).await.unwrap();
+        let step = b.scoped();
+        step.record_audit(&event(AuditKind::RecoveryStarted, t)).await.unwrap();
+        let windows = [
+            (AuditKind::RecoveryStarted, t - 10),
+            (AuditKind::RecoveryCompleted, t - 60),
+            (AuditKind::RecoveryStarted, 0),
+        ];
+        assert_eq!(step.count_recent_each("u-ana", &windows).await.unwrap(), [2, 1, 3]);
+        assert_eq!(a.count_recent_each("u-ana", &windows).await.unwrap(), [1, 1, 2], "held events are the step's own");
+        assert_eq!(a.count_recent_each("u-bob", &windows).await.unwrap(), [0, 0, 0]);
+        step.flush().await.unwrap();
+    }
 }

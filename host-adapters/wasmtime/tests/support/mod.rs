@@ -140,11 +140,10 @@ macro_rules! delegate_all_but_directory {
             }
             async fn count_recent(
                 &self,
-                k: regain_host::wit::events::AuditKind,
                 u: String,
-                w: u64,
-            ) -> Result<u32, regain_host::wit::events::EventsError> {
-                self.0.count_recent(k, u, w).await
+                w: Vec<regain_host::wit::events::RecentWindow>,
+            ) -> Result<Vec<u32>, regain_host::wit::events::EventsError> {
+                self.0.count_recent(u, w).await
             }
             async fn notify_user(
                 &self,

@@ -315,11 +315,12 @@ impl regain_core::env::Audit for World {
 
     fn count_recent(
         &mut self,
-        kind: regain_core::AuditKind,
         user_id: &str,
-        _window: u64,
-    ) -> Result<u32, regain_core::env::HostError> {
-        Ok(self.audit.iter().filter(|e| e.kind == kind && e.user_id.as_deref() == Some(user_id)).count() as u32)
+        windows: &[(regain_core::AuditKind, u64)],
+    ) -> Result<Vec<u32>, regain_core::env::HostError> {
+        let count =
+            |kind| self.audit.iter().filter(|e| e.kind == kind && e.user_id.as_deref() == Some(user_id)).count();
+        Ok(windows.iter().map(|(kind, _)| count(*kind) as u32).collect())
     }
 
     fn notify_access_restored(&mut self, user_id: &str) -> Result<(), regain_core::env::HostError> {
