@@ -85,6 +85,9 @@ impl FaceService for HttpFaceService {
     }
 }
 
+/// The user a request has read, with what a recovery would remove from them.
+type LookedUp = Arc<std::sync::Mutex<Option<(Account, Methods)>>>;
+
 /// A selfie captured by the request in progress: `(reference, image)`.
 type Selfie = Arc<std::sync::Mutex<Option<(String, Vec<u8>)>>>;
 
@@ -102,8 +105,10 @@ pub struct ServerAdapter {
     selfie: Selfie,
     /// The user this request read (with the flow's lease, or looked up), with what a
     /// recovery would remove from them: a lookup of that login needs no statement, and a
-    /// removal is held for the step's last write and still answers its counts.
-    looked_up: Arc<std::sync::Mutex<Option<(Account, Methods)>>>,
+    /// removal is held for the step's last write and still answers its counts. Only an
+    /// adapter made for one request ([`ServerAdapter::on`]) keeps one, so that no read
+    /// outlives its request.
+    looked_up: Option<LookedUp>,
 }
 
 impl ServerAdapter {
@@ -115,16 +120,7 @@ impl ServerAdapter {
         trust: Arc<TrustSource>,
         face: Arc<dyn FaceService>,
     ) -> Self {
-        Self {
-            store,
-            passes,
-            deployments,
-            trust,
-            face,
-            keycloak: None,
-            selfie: Selfie::default(),
-            looked_up: Arc::default(),
-        }
+        Self { store, passes, deployments, trust, face, keycloak: None, selfie: Selfie::default(), looked_up: None }
     }
 
     /// The same adapter with Keycloak as the directory: users are looked up, passes issued,
@@ -142,7 +138,7 @@ impl ServerAdapter {
             store: store.clone(),
             passes: self.passes.on(store),
             selfie: Selfie::default(),
-            looked_up: Arc::default(),
+            looked_up: Some(Arc::default()),
             ..self.clone()
         }
     }
@@ -151,7 +147,18 @@ impl ServerAdapter {
     /// plugin's lookup in the same request.
     pub fn knows(&self, user: Option<(Account, Methods)>) {
         if user.is_some() {
-            *self.looked_up.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = user;
+            self.remember(user);
+        }
+    }
+
+    /// What this request has read of a user (nothing on an adapter not made for a request).
+    fn known(&self) -> Option<(Account, Methods)> {
+        self.looked_up.as_ref()?.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    fn remember(&self, user: Option<(Account, Methods)>) {
+        if let Some(slot) = &self.looked_up {
+            *slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = user;
         }
     }
 
@@ -177,8 +184,7 @@ impl regain_host::Directory for ServerAdapter {
             self.store.let_go().await;
             return keycloak.find_user_by_login(&login).await;
         }
-        let known = self.looked_up.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        let found = match known {
+        let found = match self.known() {
             // The row `WHERE login = $1` would answer, read earlier in this request.
             Some((account, _)) if account.login == login => Some(account),
             _ => {
@@ -188,8 +194,7 @@ impl regain_host::Directory for ServerAdapter {
                     .await
                     .map_err(|e| DirectoryError::Unavailable(unavailable(e)))?;
                 found.map(|(account, methods)| {
-                    *self.looked_up.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-                        Some((account.clone(), methods));
+                    self.remember(Some((account.clone(), methods)));
                     account
                 })
             }
@@ -240,8 +245,8 @@ impl ServerAdapter {
     /// and answers how many methods and sessions it removes. `None` otherwise: the caller
     /// then revokes at once and counts what it removed.
     async fn hold_revocations(&self, user_id: &str, revoked: Revoked) -> Result<Option<(u64, u64)>, CredentialError> {
-        let had = match &*self.looked_up.lock().unwrap_or_else(std::sync::PoisonError::into_inner) {
-            Some((account, had)) if account.id == user_id => *had,
+        let had = match self.known() {
+            Some((account, had)) if account.id == user_id => had,
             _ => return Ok(None),
         };
         let counts = self
