@@ -179,7 +179,7 @@ impl Store {
     }
 
     /// Takes the lease of the recovery flow that the value under `key` names (the wallet's
-    /// `state` leads to its flow, [`Store::lease_by_key`]), with the user it is for.
+    /// `state` leads to its flow: the value is the flow's id), with the user it is for.
     pub async fn lease_flow_by_key(&self, key: &str, now: i64, seconds: i64) -> Result<Option<LeasedFlow>, StoreError> {
         // The key's value is the flow's id as UTF-8 bytes.
         let id = match self.dialect() {
@@ -394,14 +394,15 @@ impl Store {
     /// Sets whether the user must register a new method before any client gets tokens
     /// (with the audit events held so far).
     pub async fn set_must_register(&self, user_id: &str, must: bool) -> Result<(), StoreError> {
-        self.with_held(must_register(user_id, must)).await.map(drop)
+        let change = UserChange { must_register: Some(must), ..UserChange::default() };
+        self.with_held_user(Batch::default(), Some((user_id, change))).await.map(drop)
     }
 
     /// Makes the user register a new method before any client gets tokens; a scoped store
     /// holds the change for the request's next write (the recovery that requires it ends
     /// with that write).
     pub async fn require_registration(&self, user_id: &str) -> Result<(), StoreError> {
-        self.change_user(user_id, UserChange { must_register: true, ..UserChange::default() }).await
+        self.change_user(user_id, UserChange { must_register: Some(true), ..UserChange::default() }).await
     }
 
     /// Stores an authorization code's grant.
@@ -496,13 +497,12 @@ impl Store {
         expires_at: i64,
         must_register: bool,
     ) -> Result<(), StoreError> {
-        let mut batch = session_insert(id, s, expires_at);
-        batch.add(
-            "UPDATE users SET last_sign_in = $1, must_register = CASE WHEN $3 = 1 THEN 1 ELSE must_register END \
-             WHERE id = $2",
-            [Value::Int(s.auth_time), Value::text(&s.user_id), Value::Int(i64::from(must_register))],
-        );
-        self.with_held(batch).await.map(drop)
+        let change = UserChange {
+            must_register: must_register.then_some(true),
+            signed_in_at: Some(s.auth_time),
+            ..UserChange::default()
+        };
+        self.with_held_user(session_insert(id, s, expires_at), Some((&s.user_id, change))).await.map(drop)
     }
 
     /// A live browser session.
@@ -566,11 +566,6 @@ fn sessions_end(user_id: &str, now: i64) -> Batch {
     let mut batch = Batch::of(END_TOKENS, [Value::text(user_id)]);
     batch.add(&format!("{END_SESSIONS} RETURNING 1"), [Value::Int(now), Value::text(user_id)]);
     batch
-}
-
-/// Sets whether a user must register a new method.
-fn must_register(user_id: &str, must: bool) -> Batch {
-    Batch::of("UPDATE users SET must_register = $1 WHERE id = $2", [Value::Int(i64::from(must)), Value::text(user_id)])
 }
 
 /// Stores a browser session (as the digest of its id).

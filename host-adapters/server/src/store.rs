@@ -212,33 +212,40 @@ impl Held {
 /// A change to a user's row: what a recovery does to the account.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct UserChange {
-    /// The user must register a new method at the next sign-in.
-    pub(crate) must_register: bool,
+    /// Whether the user must register a new method before any client gets tokens; `None`
+    /// leaves it as it is.
+    pub(crate) must_register: Option<bool>,
     /// The password is removed.
     pub(crate) clear_password: bool,
     /// The TOTP secret is removed.
     pub(crate) clear_totp: bool,
+    /// A successful sign-in at this time (seconds since the Unix epoch).
+    pub(crate) signed_in_at: Option<i64>,
 }
 
 impl UserChange {
-    fn merge(&mut self, other: Self) {
-        self.must_register |= other.must_register;
-        self.clear_password |= other.clear_password;
-        self.clear_totp |= other.clear_totp;
+    /// `later` after this change: removals add up, settings of the later change win.
+    fn merge(&mut self, later: Self) {
+        self.must_register = later.must_register.or(self.must_register);
+        self.clear_password |= later.clear_password;
+        self.clear_totp |= later.clear_totp;
+        self.signed_in_at = later.signed_in_at.or(self.signed_in_at);
     }
 
-    /// The one statement that makes the change.
+    /// The one statement that makes the change (a negative value leaves a column as it is).
     fn batch(self, user_id: &str) -> Batch {
         Batch::of(
-            "UPDATE users SET must_register = CASE WHEN $2 = 1 THEN 1 ELSE must_register END, \
+            "UPDATE users SET must_register = CASE WHEN $2 < 0 THEN must_register ELSE $2 END, \
              password_hash = CASE WHEN $3 = 1 THEN NULL ELSE password_hash END, \
              totp_secret = CASE WHEN $4 = 1 THEN NULL ELSE totp_secret END, \
-             totp_last_step = CASE WHEN $4 = 1 THEN NULL ELSE totp_last_step END WHERE id = $1",
+             totp_last_step = CASE WHEN $4 = 1 THEN NULL ELSE totp_last_step END, \
+             last_sign_in = CASE WHEN $5 < 0 THEN last_sign_in ELSE $5 END WHERE id = $1",
             [
                 Value::text(user_id),
-                Value::Int(i64::from(self.must_register)),
+                Value::Int(self.must_register.map_or(-1, i64::from)),
                 Value::Int(i64::from(self.clear_password)),
                 Value::Int(i64::from(self.clear_totp)),
+                Value::Int(self.signed_in_at.unwrap_or(-1)),
             ],
         )
     }
@@ -526,15 +533,26 @@ impl Store {
     /// The session writes, with the held audit events and notifications, in one
     /// transaction. Held writes that fail are kept for the next attempt.
     pub async fn write_sessions(&self, writes: &[SessionWrite<'_>]) -> Result<(), StoreError> {
-        self.with_held(batch_of(&Held::default(), writes)).await.map(drop)
+        self.with_held(batch_of(&Held::default(), None, writes)).await.map(drop)
     }
 
     /// Runs `batch` after the held audit events and notifications, as one: so that a change
     /// is never stored without the events that led to it. Answers the rows the batch's
     /// statements return (`RETURNING`). Held writes that fail are kept for the next attempt.
     pub(crate) async fn with_held(&self, batch: Batch) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+        self.with_held_user(batch, None).await
+    }
+
+    /// [`Store::with_held`], with a change to a user's row made now in the same batch, merged
+    /// with the changes to that row held already (PostgreSQL updates a row once per
+    /// statement). A batch that fails keeps the held writes, not `user`'s change.
+    pub(crate) async fn with_held_user(
+        &self,
+        batch: Batch,
+        user: Option<(&str, UserChange)>,
+    ) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
         let held = self.held().map(|mut h| std::mem::take(&mut *h)).unwrap_or_default();
-        let mut all = batch_of(&held, &[]);
+        let mut all = batch_of(&held, user, &[]);
         all.append(batch);
         let result = self.run(all).await;
         if result.is_err()
@@ -564,7 +582,7 @@ impl Store {
             held.change_user(user_id.to_owned(), change);
             return Ok(());
         }
-        self.with_held(change.batch(user_id)).await.map(drop)
+        self.with_held_user(Batch::default(), Some((user_id, change))).await.map(drop)
     }
 
     /// Runs a batch: one round trip, all or nothing. A request dropped while a SQLite batch
@@ -832,34 +850,6 @@ impl Store {
         Ok(row.map(|r| r.try_get::<Vec<u8>, _>(0)).transpose()?)
     }
 
-    /// Takes the lease of the live session that the value under `key` names (the wallet's
-    /// `state` leads to its flow), in one statement; answers the session's id and state, or
-    /// `None` when the key or the session is unknown or expired, or the session is leased.
-    pub async fn lease_by_key(
-        &self,
-        key: &str,
-        now: i64,
-        seconds: i64,
-    ) -> Result<Option<(String, Vec<u8>)>, StoreError> {
-        // The key's value is the session id as UTF-8 bytes.
-        let id = match self.dialect {
-            Dialect::Sqlite => "CAST(state AS TEXT)",
-            Dialect::Postgres => "convert_from(state, 'UTF8')",
-        };
-        let sql = format!(
-            "UPDATE recovery_sessions SET lease_until = $3 \
-             WHERE id = (SELECT {id} FROM recovery_sessions WHERE id = $1 AND expires_at > $2) \
-             AND expires_at > $2 AND (lease_until IS NULL OR lease_until <= $2) RETURNING id, state"
-        );
-        let row = sqlx::query(&sql)
-            .bind(key)
-            .bind(now)
-            .bind(now + seconds)
-            .fetch_optional(&mut *self.write_conn().await?)
-            .await?;
-        Ok(row.map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?))).transpose()?)
-    }
-
     /// Stores a leased session's new state and gives the lease back.
     pub async fn release_session(&self, id: &str, state: &[u8], now: i64) -> Result<(), StoreError> {
         self.write_sessions(&[SessionWrite::Release { id, state, now }]).await
@@ -871,7 +861,7 @@ impl Store {
             held.audit.push(record.clone());
             return Ok(());
         }
-        self.run(batch_of(&Held { audit: vec![record.clone()], ..Held::default() }, &[])).await.map(drop)
+        self.run(batch_of(&Held { audit: vec![record.clone()], ..Held::default() }, None, &[])).await.map(drop)
     }
 
     /// Events of `kind` for `user_id` at or after `since`, those held by a scoped store
@@ -885,18 +875,14 @@ impl Store {
     pub async fn count_recent_each(&self, user_id: &str, windows: &[(AuditKind, i64)]) -> Result<Vec<i64>, StoreError> {
         let Some(earliest) = windows.iter().map(|(_, since)| *since).min() else { return Ok(Vec::new()) };
         let mut columns = Vec::with_capacity(windows.len());
-        let mut query_values: Vec<(String, i64)> = Vec::with_capacity(windows.len());
+        let mut values = vec![Value::text(user_id), Value::Int(earliest)];
         for (i, (kind, since)) in windows.iter().enumerate() {
             let (k, t) = (3 + 2 * i, 4 + 2 * i);
             columns.push(format!("COALESCE(SUM(CASE WHEN kind = ${k} AND at >= ${t} THEN 1 ELSE 0 END), 0)"));
-            query_values.push((kind_name(*kind), *since));
+            values.extend([Value::Text(Some(kind_name(*kind))), Value::Int(*since)]);
         }
         let sql = format!("SELECT {} FROM audit_events WHERE user_id = $1 AND at >= $2", columns.join(", "));
-        let mut query = sqlx::query(&sql).bind(user_id).bind(earliest);
-        for (kind, since) in query_values {
-            query = query.bind(kind).bind(since);
-        }
-        let row = query.fetch_one(&mut *self.conn().await?).await?;
+        let row = query_with(&sql, values).fetch_one(&mut *self.conn().await?).await?;
         let held = self.held();
         let mut counts = Vec::with_capacity(windows.len());
         for (i, (kind, since)) in windows.iter().enumerate() {
@@ -924,7 +910,7 @@ impl Store {
             return Ok(());
         }
         let held = Held { outbox: vec![(user_id.to_owned(), kind.to_owned(), now)], ..Held::default() };
-        self.run(batch_of(&held, &[])).await.map(drop)
+        self.run(batch_of(&held, None, &[])).await.map(drop)
     }
 
     /// Notifications not sent yet, oldest first, as `(seq, user_id, kind)`.
@@ -961,8 +947,9 @@ impl Store {
     }
 }
 
-/// Held writes, then session writes, as one batch.
-fn batch_of(held: &Held, writes: &[SessionWrite<'_>]) -> Batch {
+/// Held writes (with `user`'s change merged into those held for that user), then session
+/// writes, as one batch.
+fn batch_of(held: &Held, user: Option<(&str, UserChange)>, writes: &[SessionWrite<'_>]) -> Batch {
     let mut batch = Batch::default();
     if !held.audit.is_empty() {
         let values = held.audit.iter().flat_map(|r| {
@@ -993,7 +980,16 @@ fn batch_of(held: &Held, writes: &[SessionWrite<'_>]) -> Batch {
             values,
         );
     }
-    for (user_id, change) in &held.users {
+    let mut extra = user;
+    for (user_id, held_change) in &held.users {
+        let mut change = *held_change;
+        if let Some((_, now)) = extra.filter(|(id, _)| id == user_id) {
+            change.merge(now);
+            extra = None;
+        }
+        batch.append(change.batch(user_id));
+    }
+    if let Some((user_id, change)) = extra {
         batch.append(change.batch(user_id));
     }
     batch.append(held.changes.clone());

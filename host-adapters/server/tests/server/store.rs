@@ -141,13 +141,16 @@ async fn sessions_rate_limits_and_audit_events_are_shared() {
         assert_eq!(a.session("flow-1", t).await.unwrap().as_deref(), Some(&b"RGN\0state-2"[..]));
         assert_eq!(a.session("flow-1", t + 900).await.unwrap(), None, "expired sessions are gone");
         // A key (the wallet's `state`) leads to its flow, leased in the same statement, once.
-        a.put_session("vp:key-1", b"flow-1", t, t + 900).await.unwrap();
-        let leased = b.lease_by_key("vp:key-1", t, 30).await.unwrap();
-        assert_eq!(leased, Some(("flow-1".to_owned(), b"RGN\0state-2".to_vec())));
-        assert_eq!(a.lease_by_key("vp:key-1", t, 30).await.unwrap(), None, "leased by the other process");
-        assert_eq!(a.lease_by_key("vp:key-1", t + 31, 30).await.unwrap().map(|l| l.0).as_deref(), Some("flow-1"));
-        assert_eq!(a.lease_by_key("vp:unknown", t, 30).await.unwrap(), None);
-        assert_eq!(a.lease_by_key("vp:key-1", t + 900, 30).await.unwrap(), None, "expired keys lead nowhere");
+        let flow = br#"{"login":"ana@example.org"}"#;
+        a.put_session("flow-k", flow, t, t + 900).await.unwrap();
+        a.put_session("vp:key-1", b"flow-k", t, t + 900).await.unwrap();
+        let leased = b.lease_flow_by_key("vp:key-1", t, 30).await.unwrap().map(|l| (l.id, l.state));
+        assert_eq!(leased, Some(("flow-k".to_owned(), flow.to_vec())));
+        assert!(a.lease_flow_by_key("vp:key-1", t, 30).await.unwrap().is_none(), "leased by the other process");
+        let again = a.lease_flow_by_key("vp:key-1", t + 31, 30).await.unwrap().map(|l| l.id);
+        assert_eq!(again.as_deref(), Some("flow-k"));
+        assert!(a.lease_flow_by_key("vp:unknown", t, 30).await.unwrap().is_none());
+        assert!(a.lease_flow_by_key("vp:key-1", t + 900, 30).await.unwrap().is_none(), "expired keys lead nowhere");
 
         assert_eq!(a.hit("login:ana", 1000).await.unwrap(), 1);
         assert_eq!(b.hit("login:ana", 1000).await.unwrap(), 2);
@@ -525,5 +528,35 @@ async fn a_lease_and_the_sign_in_counters_read_the_user_in_the_same_round_trip()
         assert_eq!(a.count_recent_each("u-ana", &windows).await.unwrap(), [1, 1, 2], "held events are the step's own");
         assert_eq!(a.count_recent_each("u-bob", &windows).await.unwrap(), [0, 0, 0]);
         step.flush().await.unwrap();
+    }
+}
+
+/// PostgreSQL updates a row at most once per statement, and a request's writes are one
+/// statement there: the changes a request makes to a user's row (a registration required,
+/// held, then written with a sign-in; a password removed) must all land.
+#[tokio::test]
+async fn every_change_a_request_makes_to_a_users_row_lands() {
+    for (stores, _dir) in both().await {
+        let a = &stores[0];
+        let t = now();
+        a.create_user(&ana(), t).await.unwrap();
+        // Held, then written with the sign-in's own change to the row, in one batch.
+        let step = a.scoped();
+        step.require_registration("u-ana").await.unwrap();
+        let session = BrowserSession { user_id: "u-ana".into(), auth_time: t, amr: "tap".into() };
+        step.record_sign_in("sid-ana", &session, t + 60, false).await.unwrap();
+        assert_eq!(step.remove_methods("u-ana", true, false, false).await.unwrap(), 1);
+        drop(step);
+        let after = a.user_by_id("u-ana").await.unwrap().unwrap();
+        assert!(after.must_register, "registration required");
+        assert!(after.password_hash.is_none(), "password removed");
+        assert_eq!(after.last_sign_in, Some(t), "sign-in recorded");
+        assert!(a.browser_session("sid-ana", t).await.unwrap().is_some());
+        // A later setting wins over a held one: registered, then signed in again.
+        let step = a.scoped();
+        step.set_must_register("u-ana", false).await.unwrap();
+        step.record_sign_in("sid-ana-2", &session, t + 60, false).await.unwrap();
+        drop(step);
+        assert!(!a.user_by_id("u-ana").await.unwrap().unwrap().must_register);
     }
 }
