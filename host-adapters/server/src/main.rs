@@ -17,6 +17,11 @@ use regain_host::{ComponentSource, PluginHost, SandboxConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+// glibc's allocator took about a twentieth of the server's CPU per recovery (its locks and
+// free-list upkeep); mimalloc's per-thread pages do the same work for less.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Regain: self-service account recovery for the identity provider you already run.
 #[derive(Parser)]
 #[command(name = "regain", version, about)]

@@ -4,6 +4,57 @@
 use crate::bindings::regain::recovery::crypto::{self, CryptoError, PublicKey as WitKey, SignatureAlgorithm};
 use regain_core::jose::{Alg, PublicKey, SignatureVerifier};
 use ring::signature::{ECDSA_P256_SHA256_FIXED, ED25519, UnparsedPublicKey};
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
+
+/// How many verified signatures [`Verified`] remembers before it starts over.
+const REMEMBERED: usize = 1024;
+
+/// Signatures this process has already found valid, by the SHA-256 of everything the check
+/// depends on (algorithm, key, message, signature).
+///
+/// Some tokens come back unchanged in every recovery, above all an issuer's status list,
+/// which the host caches and the plugin checks at each presentation. A signature check is a
+/// pure function of those bytes, so a success can be remembered; a failure never is (it
+/// costs an attacker nothing to repeat). When full, the set is emptied rather than evicted
+/// one by one: a miss only costs the check again.
+struct Verified(Mutex<HashSet<[u8; 32]>>);
+
+impl Verified {
+    fn digest(alg: Alg, key: &PublicKey, message: &[u8], signature: &[u8]) -> [u8; 32] {
+        let mut h = Sha256::new();
+        // Lengths first: no two different inputs frame to the same bytes.
+        let (tag, key_bytes): (u8, Vec<u8>) = match key {
+            PublicKey::P256 { x, y } => (1, [x.as_slice(), y.as_slice()].concat()),
+            PublicKey::Ed25519(k) => (2, k.to_vec()),
+        };
+        let alg = match alg {
+            Alg::Es256 => 1,
+            Alg::EdDsa => 2,
+        };
+        h.update([alg, tag]);
+        for part in [key_bytes.as_slice(), message, signature] {
+            h.update(u64::try_from(part.len()).unwrap_or(u64::MAX).to_be_bytes());
+            h.update(part);
+        }
+        h.finalize().into()
+    }
+
+    fn contains(&self, digest: &[u8; 32]) -> bool {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).contains(digest)
+    }
+
+    fn insert(&self, digest: [u8; 32]) {
+        let mut set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if set.len() >= REMEMBERED {
+            set.clear();
+        }
+        set.insert(digest);
+    }
+}
+
+static VERIFIED: std::sync::LazyLock<Verified> = std::sync::LazyLock::new(|| Verified(Mutex::new(HashSet::new())));
 
 /// Verifies ES256 and EdDSA signatures with `ring`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -51,5 +102,71 @@ pub(crate) fn verify_import(
     if !key.fits(alg) {
         return Err(CryptoError::KeyMismatch);
     }
-    NativeVerifier.verify(alg, &key, message, signature).map_err(|_| CryptoError::KeyMismatch)
+    let digest = Verified::digest(alg, &key, message, signature);
+    if VERIFIED.contains(&digest) {
+        return Ok(true);
+    }
+    let valid = NativeVerifier.verify(alg, &key, message, signature).map_err(|_| CryptoError::KeyMismatch)?;
+    if valid {
+        VERIFIED.insert(digest);
+    }
+    Ok(valid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p256::ecdsa::signature::Signer;
+    use p256::ecdsa::{Signature, SigningKey};
+
+    fn key_of(signing: &SigningKey) -> WitKey {
+        let point = signing.verifying_key().to_encoded_point(false);
+        WitKey::P256(crypto::P256Point { x: point.x().unwrap().to_vec(), y: point.y().unwrap().to_vec() })
+    }
+
+    #[test]
+    fn a_remembered_success_vouches_for_those_exact_bytes_only() {
+        let signing = SigningKey::from_slice(&[7; 32]).unwrap();
+        let other = SigningKey::from_slice(&[8; 32]).unwrap();
+        let message = b"status list token";
+        let signature: Signature = signing.sign(message);
+        let sig = signature.to_bytes().to_vec();
+        let check = |key: &SigningKey, message: &[u8], sig: &[u8]| {
+            verify_import(SignatureAlgorithm::Es256, key_of(key), message, sig).unwrap()
+        };
+        // Checked, then answered from memory: both true.
+        assert!(check(&signing, message, &sig));
+        assert!(VERIFIED.contains(&Verified::digest(
+            Alg::Es256,
+            &match key_of(&signing) {
+                WitKey::P256(p) => PublicKey::P256 { x: p.x.try_into().unwrap(), y: p.y.try_into().unwrap() },
+                WitKey::Ed25519(_) => unreachable!(),
+            },
+            message,
+            &sig
+        )));
+        assert!(check(&signing, message, &sig));
+        // Anything else is checked afresh and fails.
+        assert!(!check(&signing, b"status list tokeN", &sig));
+        assert!(!check(&other, message, &sig));
+        let mut flipped = sig.clone();
+        flipped[63] ^= 1;
+        assert!(!check(&signing, message, &flipped));
+        // A failure is not remembered: the same bad input fails again.
+        assert!(!check(&signing, message, &flipped));
+    }
+
+    #[test]
+    fn the_memory_starts_over_when_full() {
+        let memory = Verified(Mutex::new(HashSet::new()));
+        for i in 0..REMEMBERED {
+            let mut d = [0u8; 32];
+            d[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            memory.insert(d);
+        }
+        assert!(memory.contains(&[0; 32]));
+        memory.insert([0xff; 32]);
+        assert!(memory.contains(&[0xff; 32]));
+        assert!(!memory.contains(&[0; 32]), "a full memory starts over");
+    }
 }

@@ -114,6 +114,9 @@ pub struct Policies {
     types: HashMap<String, EntityTypeName>,
     /// For each action, the policies that can apply to it: evaluation skips the others.
     by_action: HashMap<EntityUid, PolicySet>,
+    /// Each policy's annotations by its `@id`: Cedar parses an annotation key with its
+    /// full grammar (a lexer built per call) on every look-up.
+    annotations: HashMap<String, HashMap<String, String>>,
     /// What validation accepted but an author should see, such as a policy that can never
     /// apply.
     warnings: Vec<Diagnostic>,
@@ -220,7 +223,14 @@ impl Policies {
             }
             by_action.insert(action.clone(), subset);
         }
-        Ok(Self { set, schema, types, by_action, warnings })
+        let annotations = set
+            .policies()
+            .map(|p| {
+                let pairs = p.annotations().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+                (p.id().to_string(), pairs)
+            })
+            .collect();
+        Ok(Self { set, schema, types, by_action, annotations, warnings })
     }
 
     /// The entities named in policy scopes (`principal in Regain::Group::"x"`,
@@ -268,7 +278,7 @@ impl Policies {
 
     /// An annotation of a policy.
     pub fn annotation(&self, id: &str, key: &str) -> Option<&str> {
-        self.set.annotation(&PolicyId::new(id), key)
+        self.annotations.get(id)?.get(key).map(String::as_str)
     }
 
     /// Asks whether `principal` may do `action` on `resource` given `entities` (JSON, in

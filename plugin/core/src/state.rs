@@ -176,9 +176,10 @@ impl FlowState {
         if version != VERSION {
             return Err(StateError::UnsupportedVersion(version));
         }
-        // Strict parse first (duplicates refused), then the typed view (unknown fields refused).
-        let value = crate::json::parse(body).map_err(|e| StateError::Malformed(e.to_string()))?;
-        let state: Self = serde_json::from_value(value).map_err(|e| StateError::Malformed(e.to_string()))?;
+        // Straight into the typed view: every field is a scalar, an option or a list, and the
+        // derived visitor refuses a repeated field as it refuses an unknown one, so no map
+        // can hide a duplicate. (A strict untyped parse first would copy the portrait twice.)
+        let state: Self = serde_json::from_slice(body).map_err(|e| StateError::Malformed(e.to_string()))?;
         if FlowId::parse(&state.flow).is_none() {
             return Err(StateError::Malformed("flow id is not 32 hex digits".into()));
         }
@@ -242,6 +243,21 @@ mod tests {
         forged.extend_from_slice(extra.as_bytes());
         assert!(matches!(FlowState::decode(&forged), Err(StateError::Malformed(m)) if m.contains("unknown field")));
         assert_eq!(FlowState::decode(&vec![0; MAX_STATE_BYTES + 1]), Err(StateError::TooLarge));
+    }
+
+    #[test]
+    fn refuses_a_repeated_or_unknown_field() {
+        let blob = sample().encode().unwrap();
+        let body = std::str::from_utf8(&blob[5..]).unwrap();
+        let with = |extra: &str| {
+            let mut forged = blob[..5].to_vec();
+            forged.extend_from_slice(format!("{{{extra},{}", &body[1..]).as_bytes());
+            forged
+        };
+        let repeated = FlowState::decode(&with(r#""login":"mallory@example.com""#)).unwrap_err();
+        assert!(repeated.to_string().contains("duplicate field `login`"), "{repeated}");
+        let unknown = FlowState::decode(&with(r#""admin":true"#)).unwrap_err();
+        assert!(unknown.to_string().contains("unknown field `admin`"), "{unknown}");
     }
 
     #[test]
