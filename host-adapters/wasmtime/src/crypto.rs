@@ -78,6 +78,26 @@ impl SignatureVerifier for NativeVerifier {
     }
 }
 
+/// [`NativeVerifier`] that remembers the signatures it found valid (see [`Verified`]): what
+/// the plugin's `crypto` import and [`crate::native::NativeEnvironment`] use, so that the
+/// component and the native core do the same work.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RememberingVerifier;
+
+impl SignatureVerifier for RememberingVerifier {
+    fn verify(&self, alg: Alg, key: &PublicKey, message: &[u8], signature: &[u8]) -> Result<bool, String> {
+        let digest = Verified::digest(alg, key, message, signature);
+        if VERIFIED.contains(&digest) {
+            return Ok(true);
+        }
+        let valid = NativeVerifier.verify(alg, key, message, signature)?;
+        if valid {
+            VERIFIED.insert(digest);
+        }
+        Ok(valid)
+    }
+}
+
 /// The import, for the guest: wrong-length coordinates are an invalid key, hence `false`.
 pub(crate) fn verify_import(
     algorithm: SignatureAlgorithm,
@@ -102,15 +122,7 @@ pub(crate) fn verify_import(
     if !key.fits(alg) {
         return Err(CryptoError::KeyMismatch);
     }
-    let digest = Verified::digest(alg, &key, message, signature);
-    if VERIFIED.contains(&digest) {
-        return Ok(true);
-    }
-    let valid = NativeVerifier.verify(alg, &key, message, signature).map_err(|_| CryptoError::KeyMismatch)?;
-    if valid {
-        VERIFIED.insert(digest);
-    }
-    Ok(valid)
+    RememberingVerifier.verify(alg, &key, message, signature).map_err(|_| CryptoError::KeyMismatch)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ pub mod reload;
 
 pub use cache::{LoadReport, Origin};
 pub use config::{MIN_MEMORY_LIMIT, SandboxConfig};
-pub use crypto::NativeVerifier;
+pub use crypto::{NativeVerifier, RememberingVerifier};
 pub use error::{CallError, LoadError};
 pub use host::{BUNDLED_PLUGIN_PATH, ComponentSource, Instance, PluginHost, bundled_plugin};
 pub use imports::{Adapter, Credentials, Deployments, Directory, Events, FaceCheck, Trust};

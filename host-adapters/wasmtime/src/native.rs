@@ -5,10 +5,10 @@
 //! The adapter's methods are awaited to completion on the calling thread, as the component's
 //! synchronous imports are; call this from a blocking context, not from inside an async task.
 
-use crate::NativeVerifier;
 use crate::bindings::regain::recovery::credentials::{self as wit_credentials, MethodKind};
 use crate::bindings::regain::recovery::events::{self, NotificationKind};
 use crate::bindings::regain::recovery::{directory, face_check, trust};
+use crate::crypto::RememberingVerifier;
 use crate::imports::Adapter;
 use regain_core::env::{
     Audit, Clock, Credentials, Directory, Entropy, FaceMatcher, FaceResult, HostError, IssuedTap, TapRequest,
@@ -240,6 +240,6 @@ impl<A: Adapter> TrustSource for NativeEnvironment<A> {
 
 impl<A> SignatureVerifier for NativeEnvironment<A> {
     fn verify(&self, alg: Alg, key: &PublicKey, message: &[u8], signature: &[u8]) -> Result<bool, String> {
-        NativeVerifier.verify(alg, key, message, signature)
+        RememberingVerifier.verify(alg, key, message, signature)
     }
 }

@@ -495,10 +495,11 @@ impl Deployment {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const MINIMAL: &str = r#"
+    /// The smallest valid deployment: one provider, every default.
+    pub(crate) const MINIMAL: &str = r#"
 scope_group = "recovery-enabled"
 
 [verifier]

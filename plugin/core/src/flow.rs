@@ -40,6 +40,9 @@ pub struct Loaded {
     pub deployment: Deployment,
     /// The policies.
     pub policies: Policies,
+    /// The facts every question shares while no provider is reported unavailable (the
+    /// deployment and its providers, the schema's actions), built and checked once.
+    shared: Facts,
 }
 
 impl Loaded {
@@ -57,7 +60,10 @@ impl Loaded {
             vec![crate::policy::Diagnostic { file: e.file, line: e.line, column: e.column, message: e.message }]
         })?;
         let policies = Policies::load(policies)?;
-        Ok(Self { reference: config.0.to_owned(), deployment, policies })
+        let shared = policies.facts(Value::Array(deployment_entities(&deployment, &[]))).map_err(|message| {
+            vec![crate::policy::Diagnostic { file: config.0.to_owned(), line: 0, column: 0, message }]
+        })?;
+        Ok(Self { reference: config.0.to_owned(), deployment, policies, shared })
     }
 }
 
@@ -217,6 +223,13 @@ fn audit(
 
 /// Cedar entities for one user and the deployment.
 fn entities(user: &User, deployment: &Deployment, now: u64, unavailable: &[String]) -> Value {
+    let mut list = user_entities(user, now);
+    list.extend(deployment_entities(deployment, unavailable));
+    Value::Array(list)
+}
+
+/// The user and the user's groups.
+fn user_entities(user: &User, now: u64) -> Vec<Value> {
     let group = |id: &str| json!({ "uid": { "type": "Regain::Group", "id": id }, "attrs": {}, "parents": [] });
     let mut list: Vec<Value> = user.groups.iter().map(|g| group(g)).collect();
     let mut attrs = serde_json::Map::new();
@@ -231,7 +244,12 @@ fn entities(user: &User, deployment: &Deployment, now: u64, unavailable: &[Strin
     }
     let parents: Vec<Value> = user.groups.iter().map(|g| json!({ "type": "Regain::Group", "id": g })).collect();
     list.push(json!({ "uid": { "type": "Regain::User", "id": user.id }, "attrs": attrs, "parents": parents }));
-    list.push(json!({
+    list
+}
+
+/// The deployment and its providers, `unavailable` ones marked so.
+fn deployment_entities(deployment: &Deployment, unavailable: &[String]) -> Vec<Value> {
+    let mut list = vec![json!({
         "uid": { "type": "Regain::Deployment", "id": "default" },
         "attrs": {
             "scope": { "__entity": { "type": "Regain::Group", "id": deployment.scope_group } },
@@ -239,7 +257,7 @@ fn entities(user: &User, deployment: &Deployment, now: u64, unavailable: &[Strin
             "evaluation": deployment.mode == Mode::Evaluation,
         },
         "parents": [],
-    }));
+    })];
     for idv in &deployment.idvs {
         list.push(json!({
             "uid": { "type": "Regain::Idv", "id": idv.id },
@@ -252,11 +270,17 @@ fn entities(user: &User, deployment: &Deployment, now: u64, unavailable: &[Strin
             "parents": [],
         }));
     }
-    Value::Array(list)
+    list
 }
 
 /// The facts about one user that every question of a call shares.
 fn facts(loaded: &Loaded, user: &User, now: u64, unavailable: &[String]) -> Result<Facts, FlowError> {
+    if unavailable.is_empty() {
+        return loaded
+            .policies
+            .facts_with(&loaded.shared, Value::Array(user_entities(user, now)))
+            .map_err(policy_error);
+    }
     loaded.policies.facts(entities(user, &loaded.deployment, now, unavailable)).map_err(policy_error)
 }
 
@@ -932,4 +956,51 @@ pub fn explain(loaded: &Loaded, user: &User, now: u64, assume: &Assumptions) -> 
         "entities": entities,
         "stages": stages,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::MINIMAL;
+    use crate::policy::DEFAULT_POLICIES;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn ana() -> User {
+        User {
+            id: "u-1".into(),
+            login: "ana@example.com".into(),
+            given_name: Some("Ana".into()),
+            family_name: Some("Silva".into()),
+            enabled: true,
+            last_sign_in: Some(NOW - 86_400 * 3),
+            groups: vec!["recovery-enabled".into(), "staff".into()],
+            country: Some("PT".into()),
+            privileged: false,
+            attributes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_shared_facts_with_the_users_added_are_the_facts_built_whole() {
+        let loaded = Loaded::load(("regain.toml", MINIMAL), &DEFAULT_POLICIES).unwrap();
+        let whole = loaded.policies.facts(entities(&ana(), &loaded.deployment, NOW, &[])).unwrap();
+        assert!(facts(&loaded, &ana(), NOW, &[]).unwrap().same_as(&whole));
+
+        // A provider reported unavailable changes the shared part: those facts are built whole.
+        let down = facts(&loaded, &ana(), NOW, &["dev-idv".into()]).unwrap();
+        assert!(!down.same_as(&whole));
+        let rebuilt = loaded.policies.facts(entities(&ana(), &loaded.deployment, NOW, &["dev-idv".into()])).unwrap();
+        assert!(down.same_as(&rebuilt));
+        // The comparison sees attributes, not only names.
+        let mut older = ana();
+        older.last_sign_in = Some(NOW - 86_400 * 30);
+        assert!(!facts(&loaded, &older, NOW, &[]).unwrap().same_as(&whole));
+
+        // What is added is still checked against the schema.
+        let bad =
+            json!([{ "uid": { "type": "Regain::User", "id": "u-2" }, "attrs": { "enabled": "yes" }, "parents": [] }]);
+        let refused = loaded.policies.facts_with(&loaded.shared, bad).unwrap_err();
+        assert!(refused.contains("bad entities"), "{refused}");
+    }
 }

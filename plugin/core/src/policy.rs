@@ -126,6 +126,14 @@ pub struct Policies {
 #[derive(Debug, Clone)]
 pub struct Facts(Entities);
 
+impl Facts {
+    /// The same entities with the same attributes and ancestors (Cedar's own equality on
+    /// entities compares their uids only).
+    pub fn same_as(&self, other: &Self) -> bool {
+        self.0.deep_eq(&other.0)
+    }
+}
+
 /// The answer to one question.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
@@ -348,6 +356,24 @@ impl Policies {
     /// Entities in Cedar's JSON entity format (`uid`, `attrs`, `parents`), built through the
     /// typed API and checked against the schema.
     pub fn facts(&self, entities: Value) -> Result<Facts, String> {
+        Entities::from_entities(self.entity_list(entities)?, Some(&self.schema))
+            .map(Facts)
+            .map_err(|e| format!("bad entities: {e}"))
+    }
+
+    /// `base` with more entities: only the added ones are checked against the schema (the
+    /// base was checked when it was built), so facts shared by every call, such as the
+    /// deployment's, are built and checked once.
+    pub fn facts_with(&self, base: &Facts, entities: Value) -> Result<Facts, String> {
+        base.0
+            .clone()
+            .add_entities(self.entity_list(entities)?, Some(&self.schema))
+            .map(Facts)
+            .map_err(|e| format!("bad entities: {e}"))
+    }
+
+    /// Entities from Cedar's JSON entity format, not yet checked against the schema.
+    fn entity_list(&self, entities: Value) -> Result<Vec<Entity>, String> {
         let Value::Array(list) = entities else { return Err("entities are not a JSON array".into()) };
         let mut built = Vec::with_capacity(list.len());
         for mut entity in list {
@@ -366,7 +392,7 @@ impl Policies {
             };
             built.push(Entity::new(uid, attrs, parents).map_err(|e| format!("bad entity: {e}"))?);
         }
-        Entities::from_entities(built, Some(&self.schema)).map(Facts).map_err(|e| format!("bad entities: {e}"))
+        Ok(built)
     }
 
     /// An attribute value; `{"__entity": {...}}` is an entity reference.
