@@ -53,13 +53,19 @@ fn native_wallet(step: &regain_core::Step) -> String {
     answer(url)
 }
 
+/// A credential of its own for every recovery, as each user has (the dev IDV's salts are
+/// fixed, so the issue time tells them apart): the host remembers signatures it found valid,
+/// and the same credential every time would only measure that memory.
+static ISSUED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 fn answer(url: &str) -> String {
     let holder = SigningKey::p256(5);
+    let serial = ISSUED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 86_400;
     let credential = IdentityCredential {
         issuer: ISSUER,
         kid: "k1",
         vct: "https://idv.example/credentials/identity",
-        iat: now() - 600,
+        iat: now() - 600 - serial,
         exp: now() + 86_400,
         status: Some((URI, 42)),
         claims: vec![("given_name", json!("Ana")), ("family_name", json!("Silva")), ("portrait", json!("cG9ydHJhaXQ"))],
