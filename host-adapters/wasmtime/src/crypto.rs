@@ -78,9 +78,14 @@ impl SignatureVerifier for NativeVerifier {
     }
 }
 
-/// [`NativeVerifier`] that remembers the signatures it found valid (see [`Verified`]): what
-/// the plugin's `crypto` import and [`crate::native::NativeEnvironment`] use, so that the
-/// component and the native core do the same work.
+/// [`NativeVerifier`] that remembers the signatures it found valid: what the plugin's
+/// `crypto` import and [`crate::native::NativeEnvironment`] use, so that the component and
+/// the native core do the same work.
+///
+/// Some tokens come back unchanged in every recovery, above all an issuer's status list. A
+/// signature check is a pure function of the algorithm, key, message and signature, so a
+/// success is remembered by the SHA-256 of those (the last 1 024); a failure never is, and
+/// anything differing in one byte is checked afresh.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RememberingVerifier;
 
