@@ -11,30 +11,30 @@ use std::sync::{Mutex, PoisonError};
 /// How many verified signatures [`Verified`] remembers before it starts over.
 const REMEMBERED: usize = 1024;
 
-/// Signatures this process has already found valid, by the SHA-256 of everything the check
-/// depends on (algorithm, key, message, signature).
-///
-/// Some tokens come back unchanged in every recovery, above all an issuer's status list,
-/// which the host caches and the plugin checks at each presentation. A signature check is a
-/// pure function of those bytes, so a success can be remembered; a failure never is (it
-/// costs an attacker nothing to repeat). When full, the set is emptied rather than evicted
-/// one by one: a miss only costs the check again.
+/// The digests of the signatures [`RememberingVerifier`] found valid (see there).
 struct Verified(Mutex<HashSet<[u8; 32]>>);
 
 impl Verified {
     fn digest(alg: Alg, key: &PublicKey, message: &[u8], signature: &[u8]) -> [u8; 32] {
         let mut h = Sha256::new();
-        // Lengths first: no two different inputs frame to the same bytes.
-        let (tag, key_bytes): (u8, Vec<u8>) = match key {
-            PublicKey::P256 { x, y } => (1, [x.as_slice(), y.as_slice()].concat()),
-            PublicKey::Ed25519(k) => (2, k.to_vec()),
-        };
         let alg = match alg {
             Alg::Es256 => 1,
             Alg::EdDsa => 2,
         };
-        h.update([alg, tag]);
-        for part in [key_bytes.as_slice(), message, signature] {
+        // The key's type and coordinates have fixed lengths; the message and the signature
+        // are framed by their lengths, so no two different inputs hash the same bytes.
+        match key {
+            PublicKey::P256 { x, y } => {
+                h.update([alg, 1]);
+                h.update(x);
+                h.update(y);
+            }
+            PublicKey::Ed25519(k) => {
+                h.update([alg, 2]);
+                h.update(k);
+            }
+        }
+        for part in [message, signature] {
             h.update(u64::try_from(part.len()).unwrap_or(u64::MAX).to_be_bytes());
             h.update(part);
         }
@@ -82,10 +82,12 @@ impl SignatureVerifier for NativeVerifier {
 /// `crypto` import and [`crate::native::NativeEnvironment`] use, so that the component and
 /// the native core do the same work.
 ///
-/// Some tokens come back unchanged in every recovery, above all an issuer's status list. A
-/// signature check is a pure function of the algorithm, key, message and signature, so a
-/// success is remembered by the SHA-256 of those (the last 1 024); a failure never is, and
-/// anything differing in one byte is checked afresh.
+/// Some tokens come back unchanged in every recovery, above all an issuer's status list,
+/// which the host caches and the plugin checks at each presentation. A signature check is a
+/// pure function of the algorithm, key, message and signature, so a success is remembered
+/// by the SHA-256 of those (up to 1 024; a full memory starts over, a miss only costs the
+/// check again). A failure never is (it costs an attacker nothing to repeat), and anything
+/// differing in one byte is checked afresh.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RememberingVerifier;
 
@@ -136,9 +138,12 @@ mod tests {
     use p256::ecdsa::signature::Signer;
     use p256::ecdsa::{Signature, SigningKey};
 
-    fn key_of(signing: &SigningKey) -> WitKey {
+    /// The verifying key of `signing`, as the guest hands it in and as the host parses it.
+    fn keys_of(signing: &SigningKey) -> (WitKey, PublicKey) {
         let point = signing.verifying_key().to_encoded_point(false);
-        WitKey::P256(crypto::P256Point { x: point.x().unwrap().to_vec(), y: point.y().unwrap().to_vec() })
+        let (x, y) = (point.x().unwrap().to_vec(), point.y().unwrap().to_vec());
+        let parsed = PublicKey::P256 { x: x.clone().try_into().unwrap(), y: y.clone().try_into().unwrap() };
+        (WitKey::P256(crypto::P256Point { x, y }), parsed)
     }
 
     #[test]
@@ -149,19 +154,11 @@ mod tests {
         let signature: Signature = signing.sign(message);
         let sig = signature.to_bytes().to_vec();
         let check = |key: &SigningKey, message: &[u8], sig: &[u8]| {
-            verify_import(SignatureAlgorithm::Es256, key_of(key), message, sig).unwrap()
+            verify_import(SignatureAlgorithm::Es256, keys_of(key).0, message, sig).unwrap()
         };
         // Checked, then answered from memory: both true.
         assert!(check(&signing, message, &sig));
-        assert!(VERIFIED.contains(&Verified::digest(
-            Alg::Es256,
-            &match key_of(&signing) {
-                WitKey::P256(p) => PublicKey::P256 { x: p.x.try_into().unwrap(), y: p.y.try_into().unwrap() },
-                WitKey::Ed25519(_) => unreachable!(),
-            },
-            message,
-            &sig
-        )));
+        assert!(VERIFIED.contains(&Verified::digest(Alg::Es256, &keys_of(&signing).1, message, &sig)));
         assert!(check(&signing, message, &sig));
         // Anything else is checked afresh and fails.
         assert!(!check(&signing, b"status list tokeN", &sig));

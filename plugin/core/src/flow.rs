@@ -1001,6 +1001,6 @@ mod tests {
         let bad =
             json!([{ "uid": { "type": "Regain::User", "id": "u-2" }, "attrs": { "enabled": "yes" }, "parents": [] }]);
         let refused = loaded.policies.facts_with(&loaded.shared, bad).unwrap_err();
-        assert!(refused.contains("bad entities"), "{refused}");
+        assert!(refused.contains("does not conform to the schema"), "{refused}");
     }
 }
