@@ -19,6 +19,8 @@
 //! - `REGAIN_BENCH_QUICK=1`: a short pass that checks the same things and writes no report;
 //! - `REGAIN_BENCH_RECOVERIES=N`: N sequential recoveries per database, to attach a profiler
 //!   (`perf record -p PID`) to a server for longer;
+//! - `REGAIN_BENCH_CLIENTS=N`, `REGAIN_BENCH_SECONDS=S`: N clients for S seconds in each run
+//!   under load (default 12 for 30 s; 4 for 3 s when quick);
 //! - `REGAIN_BENCH_KEEP=1`: keeps each run's files and server logs, and prints where.
 
 #![allow(
@@ -82,6 +84,13 @@ impl Settings {
         // Longer sequential runs, to attach a profiler to a server.
         if let Some(n) = std::env::var("REGAIN_BENCH_RECOVERIES").ok().and_then(|n| n.parse().ok()) {
             settings.sequential = n;
+        }
+        // Another load: clients, and seconds of each load run.
+        if let Some(n) = std::env::var("REGAIN_BENCH_CLIENTS").ok().and_then(|n| n.parse().ok()) {
+            settings.clients = n;
+        }
+        if let Some(n) = std::env::var("REGAIN_BENCH_SECONDS").ok().and_then(|n| n.parse().ok()) {
+            settings.duration = Duration::from_secs(n);
         }
         settings
     }

@@ -235,18 +235,46 @@ impl Store {
         Ok((row.try_get(0)?, row.try_get(1)?, user.map(|(account, _)| account)))
     }
 
-    /// Runs `write` (one statement with a `RETURNING` clause) and reads the user whose login
-    /// `login` gives, with what a recovery would remove from them, in one round trip: on
-    /// PostgreSQL one statement (the write is a data-modifying `WITH` part named `w`, joined
-    /// to the user); on SQLite one text of two statements, which the connection's thread runs
-    /// in one go (the write, then the user), told apart by their columns. `None` when the
-    /// write returned no row.
+    /// Counts a hit on each of two keys ([`Store::hit_both`]) and reads the user who signs in
+    /// with `login`, with what a recovery would remove from them, in one round trip: a
+    /// recovery's start counts its attempts before anything else and looks the user up next.
+    pub async fn hit_both_with_user(
+        &self,
+        first: &str,
+        second: &str,
+        window_start: i64,
+        login: &str,
+    ) -> Result<((i64, i64), Option<(Account, Methods)>), StoreError> {
+        let user = UserOf { postgres: "$4".into(), sqlite: "$4".into() };
+        let values = [Value::text(first), Value::text(second), Value::Int(window_start), Value::text(login)];
+        let (rows, user) = self.returning_rows_with_user(crate::store::HIT_BOTH, user, values).await?;
+        Ok((crate::store::hits_of(&rows, first, second)?, user))
+    }
+
+    /// [`Store::returning_rows_with_user`] for a write that returns one row; `None` when it
+    /// returned none.
     async fn returning_with_user(
         &self,
         write: &str,
         login: UserOf,
         values: impl IntoIterator<Item = Value>,
     ) -> Result<Option<(AnyRow, Option<(Account, Methods)>)>, StoreError> {
+        let (rows, user) = self.returning_rows_with_user(write, login, values).await?;
+        Ok(rows.into_iter().next().map(|row| (row, user)))
+    }
+
+    /// Runs `write` (one statement with a `RETURNING` clause) and reads the user whose login
+    /// `login` gives, with what a recovery would remove from them, in one round trip: on
+    /// PostgreSQL one statement (the write is a data-modifying `WITH` part named `w`, joined
+    /// to the user); on SQLite one text of two statements, which the connection's thread runs
+    /// in one go (the write, then the user), told apart by their columns. Answers the rows the
+    /// write returned; on PostgreSQL the user is known only when it returned at least one.
+    async fn returning_rows_with_user(
+        &self,
+        write: &str,
+        login: UserOf,
+        values: impl IntoIterator<Item = Value>,
+    ) -> Result<(Vec<AnyRow>, Option<(Account, Methods)>), StoreError> {
         let sql = match self.dialect() {
             Dialect::Postgres => {
                 let columns: Vec<String> = ACCOUNT_COLUMNS.split(',').map(|c| format!("u.{}", c.trim())).collect();
@@ -267,26 +295,26 @@ impl Store {
         let user_columns = ACCOUNT_COLUMNS.split(',').count() + 2;
         match self.dialect() {
             Dialect::Postgres => {
-                let Some(row) = rows.into_iter().next() else { return Ok(None) };
+                let Some(row) = rows.first() else { return Ok((rows, None)) };
                 let at = row.len().saturating_sub(user_columns);
                 // No user of that login: the joined columns are empty.
                 let user = match row.try_get::<Option<String>, _>(at)? {
-                    Some(_) => Some(account_with_methods(&row, at)?),
+                    Some(_) => Some(account_with_methods(row, at)?),
                     None => None,
                 };
-                Ok(Some((row, user)))
+                Ok((rows, user))
             }
             Dialect::Sqlite => {
-                let mut written = None;
+                let mut written = Vec::new();
                 let mut user = None;
                 for row in rows {
                     if row.len() == user_columns {
                         user = Some(account_with_methods(&row, 0)?);
                     } else {
-                        written = Some(row);
+                        written.push(row);
                     }
                 }
-                Ok(written.map(|row| (row, user)))
+                Ok((written, user))
             }
         }
     }

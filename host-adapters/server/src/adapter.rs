@@ -85,8 +85,9 @@ impl FaceService for HttpFaceService {
     }
 }
 
-/// The user a request has read, with what a recovery would remove from them.
-type LookedUp = Arc<std::sync::Mutex<Option<(Account, Methods)>>>;
+/// The login a request has looked up and its user, if any, with what a recovery would remove
+/// from them.
+type LookedUp = Arc<std::sync::Mutex<Option<(String, Option<(Account, Methods)>)>>>;
 
 /// A selfie captured by the request in progress: `(reference, image)`.
 type Selfie = Arc<std::sync::Mutex<Option<(String, Vec<u8>)>>>;
@@ -104,7 +105,8 @@ pub struct ServerAdapter {
     /// The selfie of this request, in memory only.
     selfie: Selfie,
     /// The user this request read (with the flow's lease, or looked up), with what a
-    /// recovery would remove from them: a lookup of that login needs no statement, and a
+    /// recovery would remove from them, or that no user has the login it looked up: a lookup
+    /// of that login needs no statement (whether a user has it or not), and a
     /// removal is held for the step's last write and still answers its counts. Only an
     /// adapter made for one request ([`ServerAdapter::on`]) keeps one, so that no read
     /// outlives its request.
@@ -146,19 +148,30 @@ impl ServerAdapter {
     /// The user this request has read already (with the lease of its flow), for the
     /// plugin's lookup in the same request.
     pub fn knows(&self, user: Option<(Account, Methods)>) {
-        if user.is_some() {
-            self.remember(user);
+        if let Some(user) = user {
+            self.remember(&user.0.login.clone(), Some(user));
         }
     }
 
-    /// What this request has read of a user (nothing on an adapter not made for a request).
+    /// The user this request has read (nothing on an adapter not made for a request).
     fn known(&self) -> Option<(Account, Methods)> {
-        self.looked_up.as_ref()?.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.looked_up.as_ref()?.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()?.1
     }
 
-    fn remember(&self, user: Option<(Account, Methods)>) {
+    /// What this request has read of the user of `login`: `None` when it has not looked
+    /// that login up, `Some(None)` when no user has it.
+    fn known_login(&self, login: &str) -> Option<Option<Account>> {
+        let slot = self.looked_up.as_ref()?.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (looked_up, user) = slot.as_ref()?;
+        (looked_up == login).then(|| user.as_ref().map(|(account, _)| account.clone()))
+    }
+
+    /// Keeps what this request read of the user of `login` (`None`: no user has it), for
+    /// the plugin's look-up of that login (nothing is kept on an adapter not made for a
+    /// request).
+    pub(crate) fn remember(&self, login: &str, user: Option<(Account, Methods)>) {
         if let Some(slot) = &self.looked_up {
-            *slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = user;
+            *slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((login.to_owned(), user));
         }
     }
 
@@ -184,19 +197,17 @@ impl regain_host::Directory for ServerAdapter {
             self.store.let_go().await;
             return keycloak.find_user_by_login(&login).await;
         }
-        let found = match self.known() {
-            // The row `WHERE login = $1` would answer, read earlier in this request.
-            Some((account, _)) if account.login == login => Some(account),
-            _ => {
+        let found = match self.known_login(&login) {
+            // What `WHERE login = $1` would answer, read earlier in this request.
+            Some(found) => found,
+            None => {
                 let found = self
                     .store
                     .user_by_login_with_methods(&login)
                     .await
                     .map_err(|e| DirectoryError::Unavailable(unavailable(e)))?;
-                found.map(|(account, methods)| {
-                    self.remember(Some((account.clone(), methods)));
-                    account
-                })
+                self.remember(&login, found.clone());
+                found.map(|(account, _)| account)
             }
         };
         Ok(found.map(|a| User {

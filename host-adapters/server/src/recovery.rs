@@ -551,11 +551,21 @@ impl Recovery {
         let window = t - t.rem_euclid(WINDOW_SECONDS);
         let address = peer.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
         let login_key = format!("recover-login:{}", digest(&login.to_lowercase()));
-        let (by_address, by_login) =
-            match r.store().hit_both(&format!("recover-addr:{address}"), &login_key, window).await {
-                Ok(hits) => hits,
-                Err(e) => return server_error(&e.to_string()),
-            };
+        let address_key = format!("recover-addr:{address}");
+        // The plugin looks the user up next: read in the same round trip, unless the directory
+        // is Keycloak.
+        let counted = if self.keycloak.is_some() {
+            r.store().hit_both(&address_key, &login_key, window).await
+        } else {
+            r.store().hit_both_with_user(&address_key, &login_key, window, login.trim()).await.map(|(hits, user)| {
+                r.adapter.remember(login.trim(), user);
+                hits
+            })
+        };
+        let (by_address, by_login) = match counted {
+            Ok(hits) => hits,
+            Err(e) => return server_error(&e.to_string()),
+        };
         if by_address > r.limits.per_address || by_login > r.limits.per_login {
             return message_page(
                 StatusCode::TOO_MANY_REQUESTS,

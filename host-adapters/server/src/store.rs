@@ -394,6 +394,27 @@ pub fn random_hex(count: usize) -> Result<String, StoreError> {
 /// A pooled connection idle for longer than this is pinged before use.
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(30);
 
+/// One hit on each of two keys (`$1`, `$2`) in the window starting at `$3`; returns each
+/// key with its hits.
+pub(crate) const HIT_BOTH: &str = "INSERT INTO rate_limits (key, window_start, hits) VALUES ($1, $3, 1), ($2, $3, 1) \
+     ON CONFLICT (key, window_start) DO UPDATE SET hits = rate_limits.hits + 1 RETURNING key, hits";
+
+/// The hits of `first` and of `second` in the rows [`HIT_BOTH`] returned.
+pub(crate) fn hits_of(rows: &[sqlx::any::AnyRow], first: &str, second: &str) -> Result<(i64, i64), StoreError> {
+    let mut hits = (0, 0);
+    for row in rows {
+        let key: String = row.try_get(0)?;
+        let count: i64 = row.try_get(1)?;
+        if key == first {
+            hits.0 = count;
+        }
+        if key == second {
+            hits.1 = count;
+        }
+    }
+    Ok(hits)
+}
+
 impl Store {
     /// Connects to `url` (`sqlite://FILE`, created if missing, or `postgres://...`) and
     /// applies pending migrations.
@@ -779,27 +800,13 @@ impl Store {
     /// Counts one hit on each of two different keys in the window starting at
     /// `window_start`, in one statement; returns the hits so far of each, this one included.
     pub async fn hit_both(&self, first: &str, second: &str, window_start: i64) -> Result<(i64, i64), StoreError> {
-        let rows = sqlx::query(
-            "INSERT INTO rate_limits (key, window_start, hits) VALUES ($1, $3, 1), ($2, $3, 1) \
-             ON CONFLICT (key, window_start) DO UPDATE SET hits = rate_limits.hits + 1 RETURNING key, hits",
-        )
-        .bind(first)
-        .bind(second)
-        .bind(window_start)
-        .fetch_all(&mut *self.write_conn().await?)
-        .await?;
-        let mut hits = (0, 0);
-        for row in rows {
-            let key: String = row.try_get(0)?;
-            let count: i64 = row.try_get(1)?;
-            if key == first {
-                hits.0 = count;
-            }
-            if key == second {
-                hits.1 = count;
-            }
-        }
-        Ok(hits)
+        let rows = sqlx::query(HIT_BOTH)
+            .bind(first)
+            .bind(second)
+            .bind(window_start)
+            .fetch_all(&mut *self.write_conn().await?)
+            .await?;
+        hits_of(&rows, first, second)
     }
 
     /// The hits counted on `key` in the window starting at `window_start`, without adding

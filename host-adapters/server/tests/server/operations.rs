@@ -226,7 +226,7 @@ async fn a_configured_server_recovers_reloads_and_logs_nothing_secret() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stop_signal_lets_the_request_in_flight_finish() {
+async fn a_stop_signal_lets_the_requests_in_flight_finish() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = dir.path().join("regain-server.toml");
@@ -241,27 +241,35 @@ async fn a_stop_signal_lets_the_request_in_flight_finish() {
     let mut server = serve(&config, &dir.path().join("server.log"));
     healthy(port).await;
 
-    // A sign-in whose body is still arriving when the interrupt comes.
+    // Sign-ins on three connections whose bodies are still arriving when the interrupt comes.
     let body = "client_id=rp&redirect_uri=https%3A%2F%2Frp.example%2Fcb&response_type=code&scope=openid\
                 &code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuIojdkuwOQ&code_challenge_method=S256\
                 &method=password&login=nobody&password=x";
     let (first, rest) = body.split_at(40);
-    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let head = format!(
-        "POST /authorize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{first}",
-        body.len()
-    );
-    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut sockets = Vec::new();
+    for _ in 0..3 {
+        let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let head = format!(
+            "POST /authorize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{first}",
+            body.len()
+        );
+        socket.write_all(head.as_bytes()).await.unwrap();
+        sockets.push(socket);
+    }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let interrupted = Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap();
     assert!(interrupted.success());
     tokio::time::sleep(Duration::from_millis(300)).await;
-    socket.write_all(rest.as_bytes()).await.unwrap();
-    let mut answer = String::new();
-    socket.read_to_string(&mut answer).await.unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    assert!(answer.contains("The login or the credentials are not correct."));
+    for mut socket in sockets {
+        socket.write_all(rest.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        socket.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains("The login or the credentials are not correct."));
+    }
+    // No new connection is taken once the signal has come.
+    assert!(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err());
 
     // Then the process exits cleanly.
     let mut status = None;

@@ -232,6 +232,13 @@ async fn accounts_codes_tokens_and_sessions() {
         assert_eq!(found, ana);
         assert_eq!(b.count_users_by_name("ANA", "silva").await.unwrap(), 1);
         assert!(b.user_by_login("nobody@example.org").await.unwrap().is_none());
+        // A recovery's start counts its two limits and reads the user in one round trip.
+        let (hits, user) = b.hit_both_with_user("addr:x", "login:y", 1000, "ana@example.org").await.unwrap();
+        assert_eq!((hits, user.map(|(account, _)| account)), ((1, 1), Some(ana.clone())));
+        let (hits, user) = a.hit_both_with_user("login:y", "addr:x", 1000, "nobody@example.org").await.unwrap();
+        assert_eq!((hits, user.is_none()), ((2, 2), true));
+        let (hits, user) = a.hit_both_with_user("addr:x", "login:y", 1000, "ana@example.org").await.unwrap();
+        assert_eq!((hits, user.map(|(account, _)| account.id)), ((3, 3), Some("u-ana".to_owned())));
 
         // A TOTP step is accepted once, and never an older one after it.
         a.set_totp("u-ana", Some(b"secret")).await.unwrap();
