@@ -93,12 +93,39 @@ fn method_counts(users: &str) -> String {
     )
 }
 
+/// One hit on `$1` in the window starting at `$3`; returns its hits and those of `$2`.
+const SIGN_IN_HIT: &str = "INSERT INTO rate_limits (key, window_start, hits) VALUES ($1, $3, 1) \
+     ON CONFLICT (key, window_start) DO UPDATE SET hits = rate_limits.hits + 1 \
+     RETURNING hits, COALESCE((SELECT r.hits FROM rate_limits r WHERE r.key = $2 AND r.window_start = $3), 0) AS failures";
+
 /// Where the login of the user to read comes from, per dialect (SQL expressions).
 struct UserOf {
     /// On PostgreSQL, in terms of the write's returned row `w`.
     postgres: String,
     /// On SQLite, on its own (the write has run).
     sqlite: String,
+}
+
+/// A second write that runs after the first and before the user is read, per dialect: on
+/// PostgreSQL a data-modifying `WITH` part named `t` that may refer to the first one's row
+/// `w` and returns one column; on SQLite a statement of its own, with a `RETURNING` clause of
+/// one column.
+struct Then {
+    postgres: String,
+    sqlite: String,
+}
+
+/// What a sign-in with a Temporary Access Pass found ([`Store::sign_in_redeeming`]).
+#[derive(Debug)]
+pub struct PassSignIn {
+    /// The attempts from the client's address in this window, this one included.
+    pub from_address: i64,
+    /// The failed attempts for the login in this window.
+    pub failures: i64,
+    /// The user of the login.
+    pub user: Option<Account>,
+    /// The pass redeemed, when it was.
+    pub tap_id: Option<String>,
 }
 
 /// A flow of the recovery pages, leased for one step, with the user it is for.
@@ -226,13 +253,66 @@ impl Store {
         window_start: i64,
         login: &str,
     ) -> Result<(i64, i64, Option<Account>), StoreError> {
-        let hit = "INSERT INTO rate_limits (key, window_start, hits) VALUES ($1, $3, 1) \
-                   ON CONFLICT (key, window_start) DO UPDATE SET hits = rate_limits.hits + 1 \
-                   RETURNING hits, COALESCE((SELECT r.hits FROM rate_limits r WHERE r.key = $2 AND r.window_start = $3), 0)";
         let user = UserOf { postgres: "$4".into(), sqlite: "$4".into() };
         let values = [Value::text(counted), Value::text(read), Value::Int(window_start), Value::text(login)];
-        let (row, user) = self.returning_with_user(hit, user, values).await?.ok_or(sqlx::Error::RowNotFound)?;
+        let (row, user) = self.returning_with_user(SIGN_IN_HIT, user, values).await?.ok_or(sqlx::Error::RowNotFound)?;
         Ok((row.try_get(0)?, row.try_get(1)?, user.map(|(account, _)| account)))
+    }
+
+    /// [`Store::sign_in_counts`] for a sign-in with a Temporary Access Pass, which it redeems
+    /// in the same round trip ([`Store::redeem_tap`]), only when the attempt is within both
+    /// limits (at most `limits.0` hits of `counted`, this one included; fewer than `limits.1`
+    /// of `read`) and the pass is live and belongs to the enabled user of `login`: a pass is
+    /// never spent on an attempt that is refused.
+    pub async fn sign_in_redeeming(
+        &self,
+        (counted, read): (&str, &str),
+        window_start: i64,
+        login: &str,
+        limits: (i64, i64),
+        secret_mac: &str,
+        now: i64,
+    ) -> Result<PassSignIn, StoreError> {
+        let redeem = |hits: &str, failures: &str| {
+            format!(
+                "UPDATE taps SET uses = uses + 1, last_used_at = $6 \
+                 WHERE secret_mac = $5 AND revoked_at IS NULL AND not_before <= $6 AND expires_at > $6 \
+                 AND (one_time = 0 OR uses = 0) \
+                 AND user_id = (SELECT id FROM users WHERE login = $4 AND enabled = 1) \
+                 AND {hits} <= $7 AND {failures} < $8 RETURNING id"
+            )
+        };
+        let then = Then {
+            postgres: redeem("(SELECT hits FROM w)", "(SELECT failures FROM w)"),
+            sqlite: redeem(
+                "(SELECT hits FROM rate_limits WHERE key = $1 AND window_start = $3)",
+                "COALESCE((SELECT hits FROM rate_limits WHERE key = $2 AND window_start = $3), 0)",
+            ),
+        };
+        let values = [
+            Value::text(counted),
+            Value::text(read),
+            Value::Int(window_start),
+            Value::text(login),
+            Value::text(secret_mac),
+            Value::Int(now),
+            Value::Int(limits.0),
+            Value::Int(limits.1),
+        ];
+        let user = UserOf { postgres: "$4".into(), sqlite: "$4".into() };
+        let (rows, user) = self.returning_rows_with_user(SIGN_IN_HIT, user, Some(then), values).await?;
+        let user = user.map(|(account, _)| account);
+        let (Some(first), rest) = (rows.first(), rows.get(1..).unwrap_or_default()) else {
+            return Err(sqlx::Error::RowNotFound.into());
+        };
+        let (from_address, failures) = (first.try_get(0)?, first.try_get(1)?);
+        let tap_id = match self.dialect() {
+            // One row: the counts, then the pass (empty when none was redeemed).
+            Dialect::Postgres => first.try_get::<Option<String>, _>(2)?,
+            // A row of its own when a pass was redeemed.
+            Dialect::Sqlite => rest.first().map(|row| row.try_get(0)).transpose()?,
+        };
+        Ok(PassSignIn { from_address, failures, user, tap_id })
     }
 
     /// Counts a hit on each of two keys ([`Store::hit_both`]) and reads the user who signs in
@@ -247,7 +327,7 @@ impl Store {
     ) -> Result<((i64, i64), Option<(Account, Methods)>), StoreError> {
         let user = UserOf { postgres: "$4".into(), sqlite: "$4".into() };
         let values = [Value::text(first), Value::text(second), Value::Int(window_start), Value::text(login)];
-        let (rows, user) = self.returning_rows_with_user(crate::store::HIT_BOTH, user, values).await?;
+        let (rows, user) = self.returning_rows_with_user(crate::store::HIT_BOTH, user, None, values).await?;
         Ok((crate::store::hits_of(&rows, first, second)?, user))
     }
 
@@ -259,7 +339,7 @@ impl Store {
         login: UserOf,
         values: impl IntoIterator<Item = Value>,
     ) -> Result<Option<(AnyRow, Option<(Account, Methods)>)>, StoreError> {
-        let (rows, user) = self.returning_rows_with_user(write, login, values).await?;
+        let (rows, user) = self.returning_rows_with_user(write, login, None, values).await?;
         Ok(rows.into_iter().next().map(|row| (row, user)))
     }
 
@@ -267,26 +347,34 @@ impl Store {
     /// `login` gives, with what a recovery would remove from them, in one round trip: on
     /// PostgreSQL one statement (the write is a data-modifying `WITH` part named `w`, joined
     /// to the user); on SQLite one text of two statements, which the connection's thread runs
-    /// in one go (the write, then the user), told apart by their columns. Answers the rows the
-    /// write returned; on PostgreSQL the user is known only when it returned at least one.
+    /// in one go (the write, then the user), told apart by their columns. A second write
+    /// `then` runs between them: on PostgreSQL its one column follows the write's in each row,
+    /// on SQLite its rows follow the write's. Answers the rows the writes returned; on
+    /// PostgreSQL the user is known only when the first returned at least one.
     async fn returning_rows_with_user(
         &self,
         write: &str,
         login: UserOf,
+        then: Option<Then>,
         values: impl IntoIterator<Item = Value>,
     ) -> Result<(Vec<AnyRow>, Option<(Account, Methods)>), StoreError> {
         let sql = match self.dialect() {
             Dialect::Postgres => {
                 let columns: Vec<String> = ACCOUNT_COLUMNS.split(',').map(|c| format!("u.{}", c.trim())).collect();
+                let (then, then_column) = match &then {
+                    Some(then) => (format!(", t AS ({})", then.postgres), ", (SELECT * FROM t)"),
+                    None => (String::new(), ""),
+                };
                 format!(
-                    "WITH w AS ({write}) SELECT w.*, {}, {} FROM w LEFT JOIN users u ON u.login = {}",
+                    "WITH w AS ({write}){then} SELECT w.*{then_column}, {}, {} FROM w LEFT JOIN users u ON u.login = {}",
                     columns.join(", "),
                     method_counts("u"),
                     login.postgres
                 )
             }
             Dialect::Sqlite => format!(
-                "{write}; SELECT {ACCOUNT_COLUMNS}, {} FROM users WHERE login = {}",
+                "{write}; {}SELECT {ACCOUNT_COLUMNS}, {} FROM users WHERE login = {}",
+                then.map(|then| format!("{}; ", then.sqlite)).unwrap_or_default(),
                 method_counts("users"),
                 login.sqlite
             ),

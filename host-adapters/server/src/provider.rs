@@ -7,7 +7,7 @@ use crate::accounts::{Account, BrowserSession, CodeGrant};
 use crate::auth::{Totp, verify_password};
 use crate::oidc::{IdTokenClaims, SigningKey, check_challenge, redirect_uri_registered, verify_pkce};
 use crate::recovery::Peer;
-use crate::store::{Passes, Redemption, Store, now, random_hex};
+use crate::store::{Passes, Store, now, random_hex};
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -315,15 +315,30 @@ async fn sign_in(State(p): State<Provider>, Peer(peer): Peer, Form(form): Form<S
     // honest attempts (or a race on one pass) all reach the check.
     let window = t - t.rem_euclid(SIGN_IN_WINDOW_SECONDS);
     let login_key = format!("sign-in:{}", form.login.trim().to_lowercase());
-    // The user is read in the same round trip.
-    let found = match p.store.sign_in_counts(&address_key(peer), &login_key, window, form.login.trim()).await {
-        Ok((from_address, _, _)) if from_address > SIGN_IN_ATTEMPTS_PER_ADDRESS => {
+    // The user is read in the same round trip, and a pass redeemed in it when the attempt is
+    // within the limits and the pass belongs to that user (the same checks as below).
+    let address = address_key(peer);
+    let keys = (address.as_str(), login_key.as_str());
+    let login = form.login.trim();
+    let limits = (SIGN_IN_ATTEMPTS_PER_ADDRESS, SIGN_IN_ATTEMPTS);
+    let counted = match form.method.as_str() {
+        "tap" => {
+            let mac = p.passes.mac_of(&form.tap);
+            p.store.sign_in_redeeming(keys, window, login, limits, &mac, t).await.map(|found| {
+                let redeemed = found.tap_id.is_some();
+                (found.from_address, found.failures, found.user, redeemed)
+            })
+        }
+        _ => p.store.sign_in_counts(keys.0, keys.1, window, login).await.map(|(a, f, user)| (a, f, user, false)),
+    };
+    let (found, redeemed) = match counted {
+        Ok((from_address, _, _, _)) if from_address > limits.0 => {
             return login_page(&form.req, Some(TOO_MANY_FROM_ADDRESS));
         }
-        Ok((_, failures, _)) if failures >= SIGN_IN_ATTEMPTS => {
+        Ok((_, failures, _, _)) if failures >= limits.1 => {
             return login_page(&form.req, Some("Too many attempts for this login; wait a few minutes."));
         }
-        Ok((_, _, found)) => found,
+        Ok((_, _, found, redeemed)) => (found, redeemed),
         Err(e) => return server_error(&e.to_string()),
     };
     let refuse = |message: &'static str| {
@@ -345,12 +360,10 @@ async fn sign_in(State(p): State<Provider>, Peer(peer): Peer, Form(form): Form<S
             Ok(None) => return refuse(GENERIC_FAILURE).await,
             Err(e) => return server_error(&e),
         },
-        "tap" => match p.passes.redeem(&form.tap, t).await {
-            // The user must register a new method before anything else (stored with the sign-in).
-            Ok(Redemption::Redeemed { user_id, .. }) if user_id == account.id => "tap".to_owned(),
-            Ok(_) => return refuse("This pass is not valid, has expired or was already used.").await,
-            Err(e) => return server_error(&e.to_string()),
-        },
+        // Redeemed above, for this user. The user must register a new method before anything
+        // else (stored with the sign-in).
+        "tap" if redeemed => "tap".to_owned(),
+        "tap" => return refuse("This pass is not valid, has expired or was already used.").await,
         _ => return login_page(&form.req, Some("Choose a way to sign in.")),
     };
     start_session(&p, &form.req, account, &amr, t).await

@@ -1225,6 +1225,11 @@ impl Passes {
 
     /// Redeems what the user typed (case, spaces and dashes do not matter).
     pub async fn redeem(&self, typed: &str, now: i64) -> Result<Redemption, StoreError> {
-        self.store.redeem_tap(&self.key.mac(&crate::auth::normalise_tap(typed)), now).await
+        self.store.redeem_tap(&self.mac_of(typed), now).await
+    }
+
+    /// The MAC a pass is stored and found under, of what the user typed.
+    pub(crate) fn mac_of(&self, typed: &str) -> String {
+        self.key.mac(&crate::auth::normalise_tap(typed))
     }
 }

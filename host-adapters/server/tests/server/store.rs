@@ -468,6 +468,53 @@ async fn the_servers_writers_take_turns_on_sqlite_instead_of_meeting_the_lock() 
     assert_eq!(store.session("flow-199", t).await.unwrap().as_deref(), Some(&b"199"[..]));
 }
 
+/// A pass sign-in counts the attempt, reads the user and redeems the pass in one round trip,
+/// and spends the pass only on an attempt it lets through.
+#[tokio::test]
+async fn a_pass_sign_in_spends_the_pass_only_on_an_attempt_it_lets_through() {
+    for (stores, _dir) in both().await {
+        let (a, b) = (&stores[0], &stores[1]);
+        let t = now();
+        a.create_user(&ana(), t).await.unwrap();
+        let bob = Account { id: "u-bob".into(), login: "bob@example.org".into(), ..ana() };
+        a.create_user(&bob, t).await.unwrap();
+        let key = TapKey::new(&a.server_key("tap").await.unwrap());
+        a.insert_tap(&tap(&key, "ANA-PASS", true, t - 1, t + 600)).await.unwrap();
+        let mac = key.mac("ANA-PASS");
+        let attempt = |store: &Store, address: &str, login: &str, limits: (i64, i64)| {
+            let (store, address, login, mac) =
+                (store.clone(), format!("addr:{address}"), login.to_owned(), mac.clone());
+            async move {
+                let found = store
+                    .sign_in_redeeming((&address, &format!("login:{login}")), 1000, &login, limits, &mac, t)
+                    .await
+                    .unwrap();
+                (found.from_address, found.failures, found.user.map(|u| u.id), found.tap_id.is_some())
+            }
+        };
+        let dialect = format!("{:?}", a.dialect());
+        // Another user's login: not spent.
+        assert_eq!(
+            attempt(a, "1", "bob@example.org", (200, 10)).await,
+            (1, 0, Some("u-bob".into()), false),
+            "{dialect}"
+        );
+        // Too many attempts from the address, or failures for the login: not spent.
+        assert_eq!(attempt(b, "1", "ana@example.org", (1, 10)).await, (2, 0, Some("u-ana".into()), false));
+        a.hit("login:ana@example.org", 1000).await.unwrap();
+        assert_eq!(attempt(a, "2", "ana@example.org", (200, 1)).await, (1, 1, Some("u-ana".into()), false));
+        // A disabled user: not spent.
+        a.set_enabled("u-ana", false).await.unwrap();
+        assert!(!attempt(b, "3", "ana@example.org", (200, 10)).await.3);
+        a.set_enabled("u-ana", true).await.unwrap();
+        // Its user, within the limits: spent, once.
+        assert_eq!(attempt(b, "4", "ana@example.org", (200, 10)).await, (1, 1, Some("u-ana".into()), true));
+        assert!(!attempt(a, "5", "ana@example.org", (200, 10)).await.3, "a one-time pass");
+        // A login no user has: counted, nothing spent.
+        assert_eq!(attempt(a, "6", "nobody", (200, 10)).await, (1, 0, None, false));
+    }
+}
+
 /// The round trips a recovery step saves: the lease of a flow reads the user the flow is
 /// for, the sign-in's counters read the user who signs in, and a start's counts of audit
 /// events are one query.
