@@ -417,4 +417,8 @@ impl regain_host::Deployments for ServerAdapter {
     async fn bundle(&self, config_ref: String) -> Result<Bundle, DeploymentError> {
         self.deployments.get(&config_ref).map(|b| (*b).clone()).ok_or(DeploymentError::Unknown(config_ref))
     }
+
+    async fn revision(&self, config_ref: String) -> Result<u64, DeploymentError> {
+        self.deployments.revision(&config_ref).ok_or(DeploymentError::Unknown(config_ref))
+    }
 }

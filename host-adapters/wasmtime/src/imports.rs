@@ -91,6 +91,14 @@ pub trait Events: Send + Sync {
 pub trait Deployments: Send + Sync {
     /// The deployment named `config_ref`.
     fn bundle(&self, config_ref: String) -> impl Future<Output = Result<Bundle, DeploymentError>> + Send;
+
+    /// The revision of the deployment named `config_ref`: it must change whenever
+    /// [`Deployments::bundle`] would answer another bundle, and never name another bundle.
+    /// By default a digest of the bundle (which fetches it); an adapter that knows when its
+    /// deployments change answers a number instead ([`crate::reload::DeploymentStore::revision`]).
+    fn revision(&self, config_ref: String) -> impl Future<Output = Result<u64, DeploymentError>> + Send {
+        async move { Ok(crate::reload::digest_revision(&self.bundle(config_ref).await?)) }
+    }
 }
 
 /// Everything a host adapter provides: one value per call, moved into the instance's store.
@@ -233,6 +241,10 @@ impl<A: Adapter> events::Host for Ctx<A> {
 impl<A: Adapter> deployment::Host for Ctx<A> {
     async fn get(&mut self, config_ref: String) -> Result<Bundle, DeploymentError> {
         self.adapter(DeploymentError::Unavailable)?.bundle(config_ref).await
+    }
+
+    async fn revision(&mut self, config_ref: String) -> Result<u64, DeploymentError> {
+        self.adapter(DeploymentError::Unavailable)?.revision(config_ref).await
     }
 }
 

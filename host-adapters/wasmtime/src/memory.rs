@@ -186,6 +186,10 @@ impl Deployments for MemoryAdapter {
     async fn bundle(&self, config_ref: String) -> Result<Bundle, DeploymentError> {
         self.setup.deployments.get(&config_ref).map(|b| (*b).clone()).ok_or(DeploymentError::Unknown(config_ref))
     }
+
+    async fn revision(&self, config_ref: String) -> Result<u64, DeploymentError> {
+        self.setup.deployments.revision(&config_ref).ok_or(DeploymentError::Unknown(config_ref))
+    }
 }
 
 impl Credentials for MemoryAdapter {

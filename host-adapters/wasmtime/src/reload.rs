@@ -10,28 +10,68 @@
 use crate::wit::deployment::Bundle;
 use crate::wit::types::SourceFile;
 use regain_core::checks::Severity;
+use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-/// The bundles being served, by deployment name. Clones share the same store.
+/// The bundles being served, by deployment name, each with its revision. Clones share the
+/// same store.
 #[derive(Clone, Default)]
 pub struct DeploymentStore {
-    bundles: Arc<RwLock<HashMap<String, Arc<Bundle>>>>,
+    bundles: Arc<RwLock<HashMap<String, Revision>>>,
 }
+
+/// A bundle and its revision number.
+type Revision = (u64, Arc<Bundle>);
+
+/// The last revision published by any store of the process. Revisions are numbered across
+/// stores, so that two stores never give one number to different bundles (a plugin host's
+/// instances may serve adapters over different stores).
+static PUBLISHED: AtomicU64 = AtomicU64::new(0);
 
 impl DeploymentStore {
     /// The bundle `name` serves now.
     pub fn get(&self, name: &str) -> Option<Arc<Bundle>> {
-        self.bundles.read().unwrap_or_else(PoisonError::into_inner).get(name).cloned()
+        self.bundles.read().unwrap_or_else(PoisonError::into_inner).get(name).map(|(_, bundle)| Arc::clone(bundle))
+    }
+
+    /// The revision of the bundle `name` serves now: a number of its own for each
+    /// [`DeploymentStore::publish`], below 2^63 (digests, [`digest_revision`], are above).
+    pub fn revision(&self, name: &str) -> Option<u64> {
+        self.bundles.read().unwrap_or_else(PoisonError::into_inner).get(name).map(|(revision, _)| *revision)
     }
 
     /// Serves `bundle` as `name` from the next call on; calls in flight keep the one they
     /// fetched.
     pub fn publish(&self, name: &str, bundle: Bundle) {
-        self.bundles.write().unwrap_or_else(PoisonError::into_inner).insert(name.to_owned(), Arc::new(bundle));
+        let mut bundles = self.bundles.write().unwrap_or_else(PoisonError::into_inner);
+        // Numbered under the lock, so that a later revision of `name` is a later bundle.
+        let revision = PUBLISHED.fetch_add(1, Ordering::SeqCst).wrapping_add(1) & !DIGEST_BIT;
+        bundles.insert(name.to_owned(), (revision, Arc::new(bundle)));
     }
+}
+
+/// Set in a revision that is a digest of its bundle, clear in a published number.
+const DIGEST_BIT: u64 = 1 << 63;
+
+/// A revision for `bundle` drawn from its contents: the first eight bytes of the SHA-256 of
+/// its texts, each preceded by its length, with the top bit set.
+#[must_use]
+pub fn digest_revision(bundle: &Bundle) -> u64 {
+    let mut hash = Sha256::new();
+    for file in std::iter::once(&bundle.config).chain(&bundle.policies) {
+        for part in [&file.name, &file.text] {
+            hash.update((part.len() as u64).to_le_bytes());
+            hash.update(part.as_bytes());
+        }
+    }
+    let digest = hash.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(digest.get(..8).unwrap_or_default());
+    u64::from_le_bytes(first) | DIGEST_BIT
 }
 
 /// Why a reload was refused; the previous bundle keeps serving.
@@ -139,4 +179,44 @@ pub fn validate(bundle: &Bundle) -> Result<(), Refused> {
         .map(|f| f.to_string())
         .collect();
     if errors.is_empty() { Ok(()) } else { Err(Refused::Invalid(errors)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bundle(config: &str, policies: &[(&str, &str)]) -> Bundle {
+        let file = |(name, text): (&str, &str)| SourceFile { name: name.into(), text: text.into() };
+        Bundle { config: file(("regain.toml", config)), policies: policies.iter().copied().map(file).collect() }
+    }
+
+    #[test]
+    fn every_publication_is_a_revision_of_its_own_across_stores() {
+        let (one, other) = (DeploymentStore::default(), DeploymentStore::default());
+        assert_eq!(one.revision("default"), None);
+        one.publish("default", bundle("a", &[]));
+        other.publish("default", bundle("a", &[]));
+        let (first, theirs) = (one.revision("default").unwrap(), other.revision("default").unwrap());
+        one.publish("default", bundle("a", &[]));
+        let second = one.revision("default").unwrap();
+        assert!(first != theirs && second > first, "{first} {theirs} {second}");
+        assert_eq!(second & DIGEST_BIT, 0, "published numbers never look like digests");
+    }
+
+    #[test]
+    fn a_digest_revision_changes_with_any_byte_and_with_where_the_bytes_are() {
+        let base = digest_revision(&bundle("a = 1", &[("p.cedar", "permit(principal, action, resource);")]));
+        assert_eq!(base, digest_revision(&bundle("a = 1", &[("p.cedar", "permit(principal, action, resource);")])));
+        assert_ne!(base & DIGEST_BIT, 0);
+        for changed in [
+            bundle("a = 2", &[("p.cedar", "permit(principal, action, resource);")]),
+            bundle("a = 1", &[("q.cedar", "permit(principal, action, resource);")]),
+            bundle("a = 1", &[("p.cedar", "forbid(principal, action, resource);")]),
+            bundle("a = 1", &[]),
+            // The same bytes split differently between name and text.
+            bundle("a = 1", &[("p.cedarp", "ermit(principal, action, resource);")]),
+        ] {
+            assert_ne!(digest_revision(&changed), base);
+        }
+    }
 }

@@ -22,6 +22,8 @@ use regain_host::wit::flow::{FlowError, FlowInput, Step};
 use regain_host::wit::types::SourceFile;
 use regain_host::{ComponentSource, LoadError, Origin, PluginHost, SandboxConfig};
 use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use support::{CONFIG, client, config, directory};
 
 fn plugin() -> PluginHost<MemoryAdapter> {
@@ -439,6 +441,66 @@ async fn warm_instances_serve_each_call_with_its_own_adapter_and_deployment() {
     assert!(matches!(err, FlowError::Config(ref t) if t.contains("unknown field `prioritty`")), "{err:?}");
     let again = host.start(world(CONFIG), "default", "ana@example.org", &client()).await.unwrap().unwrap();
     assert!(matches!(again.step, Step::PresentRequest(_)));
+}
+
+/// An adapter that counts the bundles the plugin fetches.
+#[derive(Clone)]
+struct CountingBundles(MemoryAdapter, Arc<AtomicUsize>);
+
+impl regain_host::Directory for CountingBundles {
+    async fn find_user_by_login(&self, login: String) -> Result<Option<regain_host::wit::types::User>, DirectoryError> {
+        self.0.find_user_by_login(login).await
+    }
+
+    async fn count_users_by_name(&self, given: String, family: String) -> Result<u32, DirectoryError> {
+        self.0.count_users_by_name(given, family).await
+    }
+}
+
+impl regain_host::Deployments for CountingBundles {
+    async fn bundle(
+        &self,
+        c: String,
+    ) -> Result<regain_host::wit::deployment::Bundle, regain_host::wit::deployment::DeploymentError> {
+        self.1.fetch_add(1, Ordering::SeqCst);
+        self.0.bundle(c).await
+    }
+
+    async fn revision(&self, c: String) -> Result<u64, regain_host::wit::deployment::DeploymentError> {
+        self.0.revision(c).await
+    }
+}
+
+support::delegate_all_but_directory_and_deployments!(CountingBundles);
+
+#[tokio::test]
+async fn a_warm_instance_fetches_the_deployment_again_only_when_its_revision_changes() {
+    let host = PluginHost::new(SandboxConfig { max_instances: 1, ..config() }, ComponentSource::Bundled).unwrap();
+    let adapter = CountingBundles(world(CONFIG), Arc::default());
+    let fetched = || adapter.1.load(Ordering::SeqCst);
+    for _ in 0..3 {
+        host.start(adapter.clone(), "default", "ana@example.org", &client()).await.unwrap().unwrap();
+    }
+    assert_eq!(fetched(), 1, "parsed once, then reused while the revision stays");
+
+    // A change is published: the next call fetches it and runs under it.
+    let broken = CONFIG.replace("countries = [\"*\"]", "countries = [\"*\"]\nprioritty = 1");
+    let bundle = |config: &str| regain_host::wit::deployment::Bundle {
+        config: SourceFile { name: "default".into(), text: config.into() },
+        policies: DEFAULT_POLICIES
+            .iter()
+            .map(|(name, text)| SourceFile { name: (*name).into(), text: (*text).into() })
+            .collect(),
+    };
+    adapter.0.deployments().publish("default", bundle(&broken));
+    let err = host.start(adapter.clone(), "default", "ana@example.org", &client()).await.unwrap().unwrap_err();
+    assert!(matches!(err, FlowError::Config(ref t) if t.contains("unknown field `prioritty`")), "{err:?}");
+    assert_eq!(fetched(), 2);
+    // The same texts published again are a new revision too: fetched again, and they work.
+    adapter.0.deployments().publish("default", bundle(CONFIG));
+    host.start(adapter.clone(), "default", "ana@example.org", &client()).await.unwrap().unwrap();
+    host.start(adapter.clone(), "default", "ana@example.org", &client()).await.unwrap().unwrap();
+    assert_eq!(fetched(), 3);
 }
 
 #[test]

@@ -243,37 +243,44 @@ fn flow_error_to_wit(e: regain_core::FlowError) -> flow::FlowError {
     }
 }
 
-/// The last deployment parsed by this instance, with the exact texts it was parsed from.
+/// The last deployment parsed by this instance, with the revision the host gave it.
 ///
 /// INVARIANT: the only state an instance keeps between calls. It is derived from the host's
-/// bundle alone (no user data), and it is reused only when the bundle is byte-for-byte the
-/// same, so a changed configuration or policy takes effect at the next call.
+/// bundle alone (no user data), and it is reused only while the host reports the same
+/// revision for the same name (the host changes the revision with any change of the
+/// bundle), so a changed configuration or policy takes effect at the next call.
 struct Cached {
     config_ref: String,
-    bundle: deployment::Bundle,
+    revision: u64,
     loaded: std::sync::Arc<regain_core::Loaded>,
 }
 
 static CACHE: std::sync::Mutex<Option<Cached>> = std::sync::Mutex::new(None);
 
-/// Fetches the deployment named `config_ref`, and parses and validates it unless this
-/// instance parsed the very same bundle before.
+/// The host's refusal to hand in a deployment, as a flow error.
+fn unavailable(e: deployment::DeploymentError) -> regain_core::FlowError {
+    regain_core::FlowError::Host(HostError(match e {
+        deployment::DeploymentError::Unknown(t) => format!("unknown deployment: {t}"),
+        deployment::DeploymentError::Unavailable(t) => format!("deployment unavailable: {t}"),
+    }))
+}
+
+/// The deployment named `config_ref`: the one this instance parsed before while the host
+/// reports the same revision, else fetched, parsed and validated. The revision is asked
+/// before the bundle is fetched, so a bundle cached under a revision is that revision's or
+/// a later one, and a later revision fetches again.
 fn load(config_ref: &str) -> Result<std::sync::Arc<regain_core::Loaded>, regain_core::FlowError> {
-    let bundle = deployment::get(config_ref).map_err(|e| {
-        regain_core::FlowError::Host(HostError(match e {
-            deployment::DeploymentError::Unknown(t) => format!("unknown deployment: {t}"),
-            deployment::DeploymentError::Unavailable(t) => format!("deployment unavailable: {t}"),
-        }))
-    })?;
+    let revision = deployment::revision(config_ref).map_err(unavailable)?;
     let mut cache = CACHE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(cached) = cache.as_ref().filter(|c| c.config_ref == config_ref && c.bundle == bundle) {
+    if let Some(cached) = cache.as_ref().filter(|c| c.config_ref == config_ref && c.revision == revision) {
         return Ok(std::sync::Arc::clone(&cached.loaded));
     }
+    let bundle = deployment::get(config_ref).map_err(unavailable)?;
     let policies: Vec<(&str, &str)> = bundle.policies.iter().map(|p| (p.name.as_str(), p.text.as_str())).collect();
     let mut loaded = regain_core::Loaded::load((&bundle.config.name, &bundle.config.text), &policies)?;
     loaded.reference = config_ref.to_owned();
     let loaded = std::sync::Arc::new(loaded);
-    *cache = Some(Cached { config_ref: config_ref.to_owned(), bundle, loaded: std::sync::Arc::clone(&loaded) });
+    *cache = Some(Cached { config_ref: config_ref.to_owned(), revision, loaded: std::sync::Arc::clone(&loaded) });
     Ok(loaded)
 }
 

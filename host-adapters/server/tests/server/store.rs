@@ -81,6 +81,30 @@ async fn a_one_time_pass_is_redeemed_exactly_once_under_a_hundred_racing_redempt
             }
         }
         assert_eq!(winners, 1, "{:?}", stores[0].dialect());
+
+        // The same race through the sign-in's statement, which redeems with its counts.
+        stores[0].create_user(&ana(), t).await.unwrap();
+        stores[0].insert_tap(&tap(&key, "SIGN-IN-SECRET", true, t - 1, t + 600)).await.unwrap();
+        let mac = Arc::new(key.mac("SIGN-IN-SECRET"));
+        let racers: Vec<_> = (0..100)
+            .map(|i| {
+                let store = stores[i % 2].clone();
+                let mac = Arc::clone(&mac);
+                tokio::spawn(async move {
+                    let keys = (format!("addr:{i}"), "login:ana".to_owned());
+                    let found = store
+                        .sign_in_redeeming((&keys.0, &keys.1), 1000, "ana@example.org", (200, 10), &mac, now())
+                        .await
+                        .unwrap();
+                    found.tap_id.is_some()
+                })
+            })
+            .collect();
+        let mut winners = 0;
+        for racer in racers {
+            winners += usize::from(racer.await.unwrap());
+        }
+        assert_eq!(winners, 1, "{:?}", stores[0].dialect());
     }
 }
 

@@ -81,6 +81,27 @@ impl Directory for Slow {
 /// field `.0`.
 macro_rules! delegate_all_but_directory {
     ($t:ty) => {
+        crate::support::delegate_all_but_directory_and_deployments!($t);
+        impl regain_host::Deployments for $t {
+            async fn bundle(
+                &self,
+                c: String,
+            ) -> Result<regain_host::wit::deployment::Bundle, regain_host::wit::deployment::DeploymentError> {
+                self.0.bundle(c).await
+            }
+            async fn revision(&self, c: String) -> Result<u64, regain_host::wit::deployment::DeploymentError> {
+                self.0.revision(c).await
+            }
+        }
+    };
+}
+#[allow(unused_imports, reason = "used by some of the test files only")]
+pub(crate) use delegate_all_but_directory;
+
+/// Implements every import but the directory and the deployments by delegating to the
+/// `MemoryAdapter` in field `.0`.
+macro_rules! delegate_all_but_directory_and_deployments {
+    ($t:ty) => {
         impl regain_host::Credentials for $t {
             async fn issue_tap(
                 &self,
@@ -123,14 +144,6 @@ macro_rules! delegate_all_but_directory {
                 self.0.compare(p, s).await
             }
         }
-        impl regain_host::Deployments for $t {
-            async fn bundle(
-                &self,
-                c: String,
-            ) -> Result<regain_host::wit::deployment::Bundle, regain_host::wit::deployment::DeploymentError> {
-                self.0.bundle(c).await
-            }
-        }
         impl regain_host::Events for $t {
             async fn record_audit(
                 &self,
@@ -156,7 +169,7 @@ macro_rules! delegate_all_but_directory {
     };
 }
 #[allow(unused_imports, reason = "used by some of the test files only")]
-pub(crate) use delegate_all_but_directory;
+pub(crate) use delegate_all_but_directory_and_deployments;
 
 delegate_all_but_directory!(Slow);
 
