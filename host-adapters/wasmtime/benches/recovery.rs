@@ -163,6 +163,34 @@ fn benches(c: &mut Criterion) {
             })
         })
     });
+    // An operator's larger policy set: 100 more policy files of 1 KB each (comments only, so
+    // Cedar decides the same): a warm call fetches nothing while the revision stays, so its
+    // cost does not grow with the texts.
+    let padding: Vec<(String, String)> =
+        (0..100).map(|i| (format!("notes-{i}.cedar"), format!("// {}\n", "policy notes ".repeat(78)))).collect();
+    let mut policies: Vec<(&str, &str)> = regain_core::policy::DEFAULT_POLICIES.to_vec();
+    policies.extend(padding.iter().map(|(name, text)| (name.as_str(), text.as_str())));
+    let large = world.with_fresh_log();
+    large.deployments().publish(
+        "large",
+        regain_host::wit::deployment::Bundle {
+            config: source("large", CONFIG),
+            policies: policies.iter().map(|(name, text)| source(name, text)).collect(),
+        },
+    );
+    group.bench_function("flow.start on a warm instance, 100 KB more policy text", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let mut instance = host.instantiate(large.with_fresh_log()).await.unwrap();
+                instance.start("large", "nobody@example.org", &client()).await.unwrap().unwrap();
+                let t0 = Instant::now();
+                for _ in 0..iters {
+                    instance.start("large", "nobody@example.org", &client()).await.unwrap().unwrap();
+                }
+                t0.elapsed()
+            })
+        })
+    });
     group.bench_function("warm instances: presentation step", |b| {
         b.iter_custom(|iters| {
             runtime.block_on(async {
@@ -246,6 +274,10 @@ fn benches(c: &mut Criterion) {
         b.iter(|| flow::start(&mut env, &loaded, "nobody@example.org", &regain_core::Client::default()).unwrap());
     });
     group.finish();
+}
+
+fn source(name: &str, text: &str) -> regain_host::wit::types::SourceFile {
+    regain_host::wit::types::SourceFile { name: name.into(), text: text.into() }
 }
 
 criterion_group!(recovery, benches);
