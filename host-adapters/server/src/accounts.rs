@@ -2,7 +2,7 @@
 //! methods, single-use authorization codes, access tokens and browser sessions. Codes,
 //! tokens and session ids are stored as their SHA-256 only.
 
-use crate::store::{Batch, Dialect, Store, StoreError, UserChange, Value, digest, query_with};
+use crate::store::{Batch, Dialect, Store, StoreError, UserChange, Value, digest};
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 use std::collections::BTreeMap;
@@ -372,14 +372,22 @@ impl Store {
                     login.postgres
                 )
             }
+            // The writes here are leases and counters (and a pass's redemption before the
+            // sign-in's own write): on SQLite they commit without waiting for the disk. A
+            // step writes its outcome after them with `synchronous = FULL`, and that flush
+            // of the write-ahead log stores them too; a power loss before it loses nothing
+            // anyone was shown. The connection is put back to FULL by the same text, or by
+            // `write_guarded` when the text fails.
             Dialect::Sqlite => format!(
-                "{write}; {}SELECT {ACCOUNT_COLUMNS}, {} FROM users WHERE login = {}",
+                "PRAGMA synchronous = NORMAL; {write}; {}SELECT {ACCOUNT_COLUMNS}, {} FROM users WHERE login = {}; \
+                 PRAGMA synchronous = FULL",
                 then.map(|then| format!("{}; ", then.sqlite)).unwrap_or_default(),
                 method_counts("users"),
                 login.sqlite
             ),
         };
-        let rows = query_with(&sql, values).fetch_all(&mut *self.write_conn().await?).await?;
+        let restore = (self.dialect() == Dialect::Sqlite).then_some("PRAGMA synchronous = FULL");
+        let rows = self.write_guarded(&sql, values, restore).await?;
         let user_columns = ACCOUNT_COLUMNS.split(',').count() + 2;
         match self.dialect() {
             Dialect::Postgres => {
@@ -744,4 +752,35 @@ pub(crate) async fn insert_user_on(conn: &mut sqlx::AnyConnection, a: &Account, 
 /// JSON text of a value kept in a column.
 pub(crate) fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a failing test panics with the reason")]
+
+    use super::*;
+
+    /// `PRAGMA synchronous` of the request's connection (2 is FULL).
+    async fn synchronous(request: &Store) -> i64 {
+        sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut *request.conn().await.unwrap()).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_lease_or_a_counter_relaxes_durability_for_its_own_text_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite://{}", dir.path().join("regain.db").display())).await.unwrap();
+        let request = store.scoped();
+        assert_eq!(synchronous(&request).await, 2);
+        let (hits, user) = request.hit_both_with_user("addr:x", "login:y", 1000, "nobody").await.unwrap();
+        assert_eq!((hits, user.is_none()), ((1, 1), true));
+        assert_eq!(synchronous(&request).await, 2, "the text ends by putting FULL back");
+
+        // A text that fails after its write (the user cannot be read): FULL is put back too.
+        let away = "ALTER TABLE users RENAME TO users_away";
+        sqlx::query(away).execute(&mut *request.conn().await.unwrap()).await.unwrap();
+        let failed = request.hit_both_with_user("addr:x", "login:y", 1000, "nobody").await.unwrap_err();
+        assert!(failed.to_string().contains("users"), "{failed}");
+        assert_eq!(request.hits("addr:x", 1000).await.unwrap(), 2, "the write ran, relaxed, before the failure");
+        assert_eq!(synchronous(&request).await, 2, "put back after the failure");
+    }
 }

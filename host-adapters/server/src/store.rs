@@ -146,7 +146,8 @@ struct Step {
     /// The request's connection and the generation it was taken in.
     conn: tokio::sync::Mutex<Option<(PoolConnection<Any>, u64)>>,
     held: std::sync::Mutex<Held>,
-    /// A SQLite batch is running on the connection (its transaction is open).
+    /// A text is running on the connection that leaves it unfit for another request until
+    /// it ends ([`Store::write_guarded`]).
     unfinished: AtomicBool,
     warm: Arc<Warm>,
 }
@@ -453,6 +454,9 @@ impl Store {
                     // readers proceed during a write.
                     sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
                     sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                    // Every commit reaches the disk before its request answers (SQLite's default,
+                    // stated here because the leases and counters relax it for their own writes).
+                    sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await?;
                     Ok(())
                 })
             })
@@ -613,6 +617,23 @@ impl Store {
         if batch.parts.is_empty() {
             return Ok(Vec::new());
         }
+        let sql = batch.sql(self.dialect);
+        // On SQLite a batch of several parts is a transaction its text opens and closes.
+        let open = self.dialect == Dialect::Sqlite && batch.parts.len() > 1;
+        self.write_guarded(&sql, batch.args, open.then_some("ROLLBACK")).await
+    }
+
+    /// Runs the write `sql` with `values` on the request's connection (a store of its own
+    /// when this one serves no request). With `restore`, the text leaves the connection in a
+    /// state no other request may inherit until the text has run to its end (a transaction
+    /// open, durability relaxed): when it fails, `restore` runs on the same connection, and
+    /// a request dropped meanwhile closes the connection instead of giving it back.
+    pub(crate) async fn write_guarded(
+        &self,
+        sql: &str,
+        values: impl IntoIterator<Item = Value>,
+        restore: Option<&str>,
+    ) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
         let scoped;
         let store = if self.step.is_some() {
             self
@@ -621,17 +642,15 @@ impl Store {
             &scoped
         };
         let step = store.step.as_deref();
-        let sql = batch.sql(self.dialect);
-        let query = query_with(&sql, batch.args);
+        let query = query_with(sql, values);
         let mut conn = store.write_conn().await?;
-        let open = self.dialect == Dialect::Sqlite && batch.parts.len() > 1;
         if let Some(step) = step {
-            step.unfinished.store(open, Ordering::SeqCst);
+            step.unfinished.store(restore.is_some(), Ordering::SeqCst);
         }
         let result = query.fetch_all(&mut *conn).await;
-        if result.is_err() && open {
-            // Ends the transaction the failed statement left open (an error here means none was).
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        if let (Err(_), Some(restore)) = (&result, restore) {
+            // An error here means the connection is broken, and it is not reused.
+            let _ = sqlx::query(restore).execute(&mut *conn).await;
         }
         if let Some(step) = step {
             step.unfinished.store(false, Ordering::SeqCst);
