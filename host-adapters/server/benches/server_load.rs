@@ -1149,8 +1149,16 @@ async fn count_statements(load: &Load, idv: &str, status_uri: &str, count: usize
     let mut kinds: Vec<(String, f64)> = Vec::new();
     let per = 1.0 / count.max(1) as f64;
     for line in text.get(from..).unwrap_or_default().lines().filter(|l| l.contains("sqlx::query")) {
-        let kind = line.split("summary=\"").nth(1).and_then(|s| s.split_whitespace().next()).unwrap_or("?");
-        let kind = kind.trim_end_matches('"').to_uppercase();
+        let text = line.split("db.statement=\"").nth(1).or_else(|| line.split("summary=\"").nth(1)).unwrap_or("");
+        let text = text.trim_start_matches("\\n").trim_start();
+        // The leases and counters set their durability first (`PRAGMA synchronous = NORMAL; ...`).
+        let text = match text.get(..18) {
+            Some(head) if head.eq_ignore_ascii_case("PRAGMA synchronous") => {
+                text.split_once(';').map_or(text, |(_, rest)| rest.trim_start())
+            }
+            _ => text,
+        };
+        let kind = text.split_whitespace().next().unwrap_or("?").trim_end_matches('"').to_uppercase();
         // A step's writes go as one batch: `BEGIN IMMEDIATE; ...; COMMIT` on SQLite.
         let kind = if kind == "BEGIN" { "BATCH".to_owned() } else { kind };
         let write = matches!(kind.as_str(), "INSERT" | "UPDATE" | "DELETE" | "BATCH");
