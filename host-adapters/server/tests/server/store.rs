@@ -59,6 +59,21 @@ fn tap(key: &TapKey, secret: &str, one_time: bool, not_before: i64, expires_at: 
     }
 }
 
+/// Runs a hundred racers at once, alternating between the stores (racer `i` gets its number
+/// and a store); answers how many won.
+async fn race<F, Fut>(stores: &[Store], racer: F) -> usize
+where
+    F: Fn(usize, Store) -> Fut,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    let racers: Vec<_> = (0..100).map(|i| tokio::spawn(racer(i, stores[i % stores.len()].clone()))).collect();
+    let mut winners = 0;
+    for racer in racers {
+        winners += usize::from(racer.await.unwrap());
+    }
+    winners
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_one_time_pass_is_redeemed_exactly_once_under_a_hundred_racing_redemptions() {
     for (stores, _dir) in both().await {
@@ -67,43 +82,29 @@ async fn a_one_time_pass_is_redeemed_exactly_once_under_a_hundred_racing_redempt
         let t = now();
         stores[0].insert_tap(&tap(&key, "ONE-TIME-SECRET", true, t - 1, t + 600)).await.unwrap();
         let mac = Arc::new(key.mac("ONE-TIME-SECRET"));
-        let racers: Vec<_> = (0..100)
-            .map(|i| {
-                let store = stores[i % 2].clone();
-                let mac = Arc::clone(&mac);
-                tokio::spawn(async move { store.redeem_tap(&mac, now()).await.unwrap() })
-            })
-            .collect();
-        let mut winners = 0;
-        for racer in racers {
-            if matches!(racer.await.unwrap(), Redemption::Redeemed { .. }) {
-                winners += 1;
-            }
-        }
+        let winners = race(&stores, |_, store| {
+            let mac = Arc::clone(&mac);
+            async move { matches!(store.redeem_tap(&mac, now()).await.unwrap(), Redemption::Redeemed { .. }) }
+        })
+        .await;
         assert_eq!(winners, 1, "{:?}", stores[0].dialect());
 
         // The same race through the sign-in's statement, which redeems with its counts.
         stores[0].create_user(&ana(), t).await.unwrap();
         stores[0].insert_tap(&tap(&key, "SIGN-IN-SECRET", true, t - 1, t + 600)).await.unwrap();
         let mac = Arc::new(key.mac("SIGN-IN-SECRET"));
-        let racers: Vec<_> = (0..100)
-            .map(|i| {
-                let store = stores[i % 2].clone();
-                let mac = Arc::clone(&mac);
-                tokio::spawn(async move {
-                    let keys = (format!("addr:{i}"), "login:ana".to_owned());
-                    let found = store
-                        .sign_in_redeeming((&keys.0, &keys.1), 1000, "ana@example.org", (200, 10), &mac, now())
-                        .await
-                        .unwrap();
-                    found.tap_id.is_some()
-                })
-            })
-            .collect();
-        let mut winners = 0;
-        for racer in racers {
-            winners += usize::from(racer.await.unwrap());
-        }
+        let winners = race(&stores, |i, store| {
+            let mac = Arc::clone(&mac);
+            async move {
+                let address = format!("addr:{i}");
+                let found = store
+                    .sign_in_redeeming((&address, "login:ana"), 1000, "ana@example.org", (200, 10), &mac, now())
+                    .await
+                    .unwrap();
+                found.tap_id.is_some()
+            }
+        })
+        .await;
         assert_eq!(winners, 1, "{:?}", stores[0].dialect());
     }
 }
