@@ -138,6 +138,19 @@ fn threads(pid: u32) -> (u64, u64) {
     )
 }
 
+/// CPU time in nanoseconds of a process's SQLite connection threads (sqlx runs each SQLite
+/// connection on a thread of its own, named `sqlx-sqlite-worker-N`): the database engine's
+/// share of a SQLite server's CPU, with the driver's work on those threads.
+fn sqlite_threads(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .flatten()
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with("sqlx-sqlite")))
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next().and_then(|f| f.parse::<u64>().ok()))
+        .sum()
+}
+
 /// The whole machine's CPU time from `/proc/stat`, in ticks: (busy, steal, total).
 fn machine_ticks() -> (u64, u64, u64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
@@ -182,6 +195,8 @@ struct Snapshot {
     servers_system: u64,
     /// Times the servers' threads were put on a CPU.
     servers_switches: u64,
+    /// Nanoseconds on a CPU of the servers' SQLite connection threads.
+    servers_sqlite: u64,
     generator: u64,
     postgres: Option<HashMap<u32, u64>>,
     machine: (u64, u64, u64),
@@ -197,6 +212,7 @@ async fn snapshot(servers: &[u32], postgres: Option<&PostgresProbe>) -> Snapshot
         servers: servers.iter().filter_map(|p| process_ticks(*p)).sum(),
         servers_system: servers.iter().filter_map(|p| Some(process_times(*p)?.1)).sum(),
         servers_switches: servers.iter().map(|p| threads(*p).1).sum(),
+        servers_sqlite: servers.iter().map(|p| sqlite_threads(*p)).sum(),
         generator: process_ticks(std::process::id()).unwrap_or(0),
         postgres,
         machine: machine_ticks(),
@@ -210,6 +226,8 @@ struct Spent {
     /// The part of `servers` spent in the kernel (stime).
     servers_system: f64,
     servers_switches: f64,
+    /// The part of `servers` spent on SQLite's connection threads, in seconds.
+    servers_sqlite: f64,
     generator: f64,
     postgres: Option<f64>,
     /// Share of the machine's CPU time that was busy, and stolen by the hypervisor.
@@ -224,6 +242,7 @@ fn spent(a: &Snapshot, b: &Snapshot, hz: f64) -> Spent {
         servers: b.servers.saturating_sub(a.servers) as f64 / hz,
         servers_system: b.servers_system.saturating_sub(a.servers_system) as f64 / hz,
         servers_switches: b.servers_switches.saturating_sub(a.servers_switches) as f64,
+        servers_sqlite: b.servers_sqlite.saturating_sub(a.servers_sqlite) as f64 / 1e9,
         generator: b.generator.saturating_sub(a.generator) as f64 / hz,
         postgres: match (&a.postgres, &b.postgres) {
             (Some(x), Some(y)) if !y.is_empty() => Some(ticks_between(x, y) as f64 / hz),
@@ -885,9 +904,12 @@ fn report(r: &Results) -> String {
     let _ = writeln!(
         w,
         "CPU time is utime + stime of the process from `/proc/PID/stat` (all threads, {hz:.0} ticks per \
-         second), read before and after the measured recoveries, after {warm} warm-up recoveries; PostgreSQL's \
-         share is the same sum over the backends of the bench database and the server's background processes \
-         (found in `pg_stat_activity`); the load generator's is the bench process's own (browser, wallet, \
+         second), read before and after the measured recoveries, after {warm} warm-up recoveries. The database's \
+         CPU: for PostgreSQL the same sum over the backends of the bench database and the server's background \
+         processes (found in `pg_stat_activity`), apart from the server's; for SQLite, which runs inside the \
+         server, the part of the server's CPU spent on its SQLite connection threads (sqlx runs each \
+         connection on a thread of its own; the engine, the driver's work there and the flushes to disk), \
+         read from those threads' `schedstat`. The load generator's is the bench process's own (browser, wallet, \
          status list, face double). The per-step split reads the server's threads' `schedstat` (nanoseconds) \
          around each step. Server logs at the default level (`info`: one line per request), to a file.\n",
         hz = r.hz,
@@ -896,7 +918,7 @@ fn report(r: &Results) -> String {
     let _ = writeln!(w, "## Server CPU time per complete recovery\n");
     let _ = writeln!(
         w,
-        "| database | recoveries | server CPU | of which kernel | PostgreSQL CPU | load generator CPU | latency p50 / p95 | goal |"
+        "| database | recoveries | server CPU | of which kernel | database CPU | load generator CPU | latency p50 / p95 | goal |"
     );
     let _ = writeln!(w, "|---|---|---|---|---|---|---|---|");
     // One row: database, how the recoveries ran, their count, CPU, latency.
@@ -907,7 +929,11 @@ fn report(r: &Results) -> String {
             w,
             "| {database} | {recoveries} {how} | **{server:.2} ms** | {:.0} % | {} | {:.2} ms | {:.1} / {:.1} ms | ≤ 2 ms: {} |",
             spent.servers_system * 100.0 / spent.servers.max(f64::EPSILON),
-            if database == "SQLite" { "(in the server)".to_owned() } else { opt(spent.postgres.map(per)) },
+            if database == "SQLite" {
+                format!("{:.2} ms (in the server)", per(spent.servers_sqlite))
+            } else {
+                opt(spent.postgres.map(per))
+            },
             per(spent.generator),
             ms(p50),
             ms(p95),
@@ -1069,12 +1095,12 @@ fn report(r: &Results) -> String {
 
 fn sequential_lines(s: &Sequential) -> String {
     let mut out = format!(
-        "{:<10} sequential {:>4}: server CPU {:.2} ms/recovery ({:.0} % system), PostgreSQL {}, generator {:.2} ms, p50 {:.1} ms, p95 {:.1} ms\n",
+        "{:<10} sequential {:>4}: server CPU {:.2} ms/recovery ({:.0} % system), database {}, generator {:.2} ms, p50 {:.1} ms, p95 {:.1} ms\n",
         s.database,
         s.recoveries,
         s.per(s.spent.servers),
         s.spent.servers_system * 100.0 / s.spent.servers.max(f64::EPSILON),
-        opt(s.spent.postgres.map(|p| s.per(p))),
+        database_cpu(&s.spent, |p| s.per(p)),
         s.per(s.spent.generator),
         ms(s.p50),
         ms(s.p95)
@@ -1090,9 +1116,18 @@ fn sequential_lines(s: &Sequential) -> String {
     out
 }
 
+/// The database's CPU per recovery for a console line: PostgreSQL's processes, or the
+/// server's SQLite threads (part of the server's own figure).
+fn database_cpu(spent: &Spent, per: impl Fn(f64) -> f64) -> String {
+    match spent.postgres {
+        Some(p) => format!("{:.2} ms", per(p)),
+        None => format!("{:.2} ms in the server's SQLite threads", per(spent.servers_sqlite)),
+    }
+}
+
 fn throughput_line(t: &Throughput) -> String {
     format!(
-        "{} {} process(es), {} clients: {} recoveries{}, {:.1}/s, p50 {:.1} ms, p95 {:.1} ms, server CPU {:.2} ms ({:.0} thread switches), PostgreSQL {}, generator {:.2} ms, machine busy {:.0} % (steal {:.0} %)\n",
+        "{} {} process(es), {} clients: {} recoveries{}, {:.1}/s, p50 {:.1} ms, p95 {:.1} ms, server CPU {:.2} ms ({:.0} thread switches), database {}, generator {:.2} ms, machine busy {:.0} % (steal {:.0} %)\n",
         t.database,
         t.processes,
         t.clients,
@@ -1103,7 +1138,7 @@ fn throughput_line(t: &Throughput) -> String {
         ms(t.p95),
         t.per(t.spent.servers),
         t.spent.servers_switches / t.recoveries.max(1) as f64,
-        opt(t.spent.postgres.map(|p| t.per(p))),
+        database_cpu(&t.spent, |p| t.per(p)),
         t.per(t.spent.generator),
         t.spent.busy * 100.0,
         t.spent.steal * 100.0

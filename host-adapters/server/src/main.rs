@@ -202,9 +202,13 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return fail(&anyhow::Error::new(e).context("cannot start the async runtime")),
     };
-    match runtime.block_on(run(cli)) {
-        Ok(code) => code,
-        Err(e) => fail(&e),
+    // The command runs as a task on the runtime's workers, not on this thread: the server's
+    // accept loop then runs where the connections it accepts are served, instead of waking
+    // this thread for every new connection and handing each one over to a worker.
+    match runtime.block_on(async move { tokio::spawn(run(cli)).await }) {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => fail(&e),
+        Err(e) => fail(&anyhow::Error::new(e).context("the command stopped unexpectedly")),
     }
 }
 

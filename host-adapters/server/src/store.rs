@@ -15,6 +15,7 @@ use ring::rand::SecureRandom as _;
 use sqlx::any::AnyPoolOptions;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Row as _};
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
@@ -377,7 +378,13 @@ impl TapKey {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        for nibble in [b >> 4, b & 0x0f] {
+            out.push(char::from_digit(u32::from(nibble), 16).unwrap_or('0'));
+        }
+    }
+    out
 }
 
 /// SHA-256 of a single-use value, hex.
@@ -1123,34 +1130,40 @@ impl Batch {
 
 /// `sql` with every parameter `$n` moved to `$(n + offset)`.
 fn renumber(sql: &str, offset: usize) -> String {
-    let mut out = String::with_capacity(sql.len() + 8);
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        out.push(c);
-        if c != '$' {
-            continue;
-        }
-        let mut digits = String::new();
-        while let Some(d) = chars.next_if(char::is_ascii_digit) {
-            digits.push(d);
-        }
-        match digits.parse::<usize>() {
-            Ok(n) => out.push_str(&(n + offset).to_string()),
-            Err(_) => out.push_str(&digits),
-        }
+    // Every write of a step goes through here: copy the text between parameters in slices
+    // rather than character by character.
+    if offset == 0 {
+        return sql.to_owned();
     }
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut rest = sql;
+    while let Some((head, tail)) = rest.find('$').and_then(|at| rest.split_at_checked(at + 1)) {
+        out.push_str(head);
+        let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+        let (number, after) = tail.split_at_checked(digits).unwrap_or((tail, ""));
+        match number.parse::<usize>() {
+            Ok(n) => {
+                let _ = write!(out, "{}", n + offset);
+            }
+            Err(_) => out.push_str(number),
+        }
+        rest = after;
+    }
+    out.push_str(rest);
     out
 }
 
 /// `($1, $2), ($3, $4)` for `rows` rows of `columns` values.
 fn placeholders(columns: usize, rows: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let values: Vec<String> = (1..=columns).map(|c| format!("${}", r * columns + c)).collect();
-            format!("({})", values.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    let mut out = String::with_capacity(rows * (columns * 5 + 4));
+    for row in 0..rows {
+        out.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 1..=columns {
+            let _ = write!(out, "{}${}", if column == 1 { "" } else { ", " }, row * columns + column);
+        }
+        out.push(')');
+    }
+    out
 }
 
 fn audit_record(row: &sqlx::any::AnyRow) -> Result<AuditRecord, StoreError> {
@@ -1250,5 +1263,34 @@ impl Passes {
     /// The MAC a pass is stored and found under, of what the user typed.
     pub(crate) fn mac_of(&self, typed: &str) -> String {
         self.key.mac(&crate::auth::normalise_tap(typed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renumbering_moves_every_parameter_and_nothing_else() {
+        let sql = "UPDATE t SET a = $1, b = $12 WHERE c = '$' AND d = $2";
+        assert_eq!(renumber(sql, 0), sql);
+        assert_eq!(renumber(sql, 3), "UPDATE t SET a = $4, b = $15 WHERE c = '$' AND d = $5");
+        assert_eq!(renumber("$1$2 $", 10), "$11$12 $");
+        assert_eq!(renumber("", 5), "");
+        let mut batch = Batch::of("INSERT INTO a VALUES ($1, $2)", [Value::Int(1), Value::Int(2)]);
+        batch.add("DELETE FROM b WHERE x = $1", [Value::Int(3)]);
+        assert_eq!(
+            batch.sql(Dialect::Postgres),
+            "WITH w0 AS (INSERT INTO a VALUES ($1, $2)) DELETE FROM b WHERE x = $3"
+        );
+        assert_eq!(placeholders(2, 2), "($1, $2), ($3, $4)");
+        assert_eq!(placeholders(3, 1), "($1, $2, $3)");
+        assert_eq!(placeholders(1, 0), "");
+    }
+
+    #[test]
+    fn hex_is_lowercase_and_padded() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
+        assert_eq!(hex(&[]), "");
     }
 }

@@ -7,9 +7,9 @@ use regain_host::reload::DeploymentStore;
 use regain_host::wit::deployment::Bundle;
 use regain_host::wit::trust::TrustError;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// How long fetched material is served before it is fetched again.
 const FRESH: Duration = Duration::from_secs(300);
@@ -41,6 +41,33 @@ impl ParsedDeployment {
     }
 }
 
+/// Key files as last read, with the modification time and length they had then: a file is
+/// read again when either changed, so an edited key set is served from the next
+/// presentation on, and an unchanged one costs a `stat` rather than a read.
+#[derive(Default)]
+struct KeyFiles(Mutex<HashMap<PathBuf, (Stamp, String)>>);
+
+/// A file's modification time and length.
+type Stamp = (SystemTime, u64);
+
+impl KeyFiles {
+    fn read(&self, path: &Path) -> std::io::Result<String> {
+        let meta = std::fs::metadata(path)?;
+        // Taken before the read: a change during the read leaves a stamp older than the file,
+        // so the next call reads it again.
+        let stamp = (meta.modified()?, meta.len());
+        if let Some((seen, text)) = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(path)
+            && *seen == stamp
+        {
+            return Ok(text.clone());
+        }
+        let text = std::fs::read_to_string(path)?;
+        let mut files = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        files.insert(path.to_owned(), (stamp, text.clone()));
+        Ok(text)
+    }
+}
+
 /// Trust material given in code: issuers' key sets and status list tokens, by issuer and by
 /// URI.
 #[derive(Default)]
@@ -57,6 +84,7 @@ pub struct TrustSource {
     deployments: Option<(DeploymentStore, String)>,
     http: reqwest::Client,
     cache: Mutex<HashMap<String, (Instant, String)>>,
+    files: KeyFiles,
     parsed: ParsedDeployment,
 }
 
@@ -68,6 +96,7 @@ impl TrustSource {
             deployments: None,
             http: reqwest::Client::new(),
             cache: Mutex::default(),
+            files: KeyFiles::default(),
             parsed: ParsedDeployment::default(),
         }
     }
@@ -85,6 +114,7 @@ impl TrustSource {
             deployments: Some((deployments, name.to_owned())),
             http,
             cache: Mutex::default(),
+            files: KeyFiles::default(),
             parsed: ParsedDeployment::default(),
         })
     }
@@ -108,7 +138,9 @@ impl TrustSource {
         let profile = deployment.idvs.iter().find(|p| p.issuer == issuer).ok_or(TrustError::UnknownIssuer)?;
         if let Some(file) = &profile.jwks_file {
             let base = Path::new(&bundle.config.name).parent().unwrap_or(Path::new("."));
-            return std::fs::read_to_string(base.join(file))
+            return self
+                .files
+                .read(&base.join(file))
                 .map_err(|e| TrustError::Unavailable(format!("cannot read the key set of `{}`: {e}", profile.id)));
         }
         let uri = match &profile.jwks_uri {
@@ -203,5 +235,19 @@ mod tests {
             policies: Vec::new(),
         });
         assert!(parsed.of(&broken).is_err());
+    }
+
+    #[test]
+    fn a_key_file_is_read_again_when_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwks.json");
+        let files = KeyFiles::default();
+        std::fs::write(&path, r#"{"keys":[]}"#).unwrap();
+        assert_eq!(files.read(&path).unwrap(), r#"{"keys":[]}"#);
+        assert_eq!(files.read(&path).unwrap(), r#"{"keys":[]}"#);
+        std::fs::write(&path, r#"{"keys":[{"kty":"EC"}]}"#).unwrap();
+        assert_eq!(files.read(&path).unwrap(), r#"{"keys":[{"kty":"EC"}]}"#);
+        std::fs::remove_file(&path).unwrap();
+        assert!(files.read(&path).is_err(), "a removed file is an error, not its last text");
     }
 }
