@@ -127,28 +127,28 @@ fn process_ticks(pid: u32) -> Option<u64> {
 /// a CPU (`/proc/PID/task/*/schedstat`): precise enough to split one recovery into its steps,
 /// where ticks are too coarse.
 fn threads(pid: u32) -> (u64, u64) {
+    threads_named(pid, |_| true)
+}
+
+/// [`threads`] over the threads whose name (`comm`) passes `keep`.
+fn threads_named(pid: u32, keep: impl Fn(&str) -> bool) -> (u64, u64) {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return (0, 0) };
-    tasks.flatten().filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok()).fold(
-        (0, 0),
-        |(ns, runs), s| {
+    tasks
+        .flatten()
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| keep(c.trim_end())))
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .fold((0, 0), |(ns, runs), s| {
             let mut fields = s.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0));
             let (on_cpu, _waiting, scheduled) = (fields.next(), fields.next(), fields.next());
             (ns + on_cpu.unwrap_or(0), runs + scheduled.unwrap_or(0))
-        },
-    )
+        })
 }
 
 /// CPU time in nanoseconds of a process's SQLite connection threads (sqlx runs each SQLite
 /// connection on a thread of its own, named `sqlx-sqlite-worker-N`): the database engine's
 /// share of a SQLite server's CPU, with the driver's work on those threads.
 fn sqlite_threads(pid: u32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
-    tasks
-        .flatten()
-        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with("sqlx-sqlite")))
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next().and_then(|f| f.parse::<u64>().ok()))
-        .sum()
+    threads_named(pid, |name| name.starts_with("sqlx-sqlite")).0
 }
 
 /// The whole machine's CPU time from `/proc/stat`, in ticks: (busy, steal, total).

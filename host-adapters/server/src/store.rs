@@ -1271,7 +1271,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renumbering_moves_every_parameter_and_nothing_else() {
+    fn batch_texts_number_their_parameters_in_order() {
         let sql = "UPDATE t SET a = $1, b = $12 WHERE c = '$' AND d = $2";
         assert_eq!(renumber(sql, 0), sql);
         assert_eq!(renumber(sql, 3), "UPDATE t SET a = $4, b = $15 WHERE c = '$' AND d = $5");

@@ -244,6 +244,11 @@ mod tests {
         let files = KeyFiles::default();
         std::fs::write(&path, r#"{"keys":[]}"#).unwrap();
         assert_eq!(files.read(&path).unwrap(), r#"{"keys":[]}"#);
+        // An unchanged file is served from memory: the same length and modification time
+        // with other bytes (which an edit never leaves) still answer the text read first.
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        std::fs::write(&path, r#"{"KEYS":[]}"#).unwrap();
+        std::fs::File::options().write(true).open(&path).unwrap().set_modified(modified).unwrap();
         assert_eq!(files.read(&path).unwrap(), r#"{"keys":[]}"#);
         std::fs::write(&path, r#"{"keys":[{"kty":"EC"}]}"#).unwrap();
         assert_eq!(files.read(&path).unwrap(), r#"{"keys":[{"kty":"EC"}]}"#);
