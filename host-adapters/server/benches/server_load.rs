@@ -8,11 +8,13 @@
 //! It measures the server's CPU time per recovery on SQLite and on PostgreSQL (utime + stime
 //! from `/proc/PID/stat`, after a warm-up) and where it goes step by step, one recovery at
 //! a time and under load (one process on SQLite), then the throughput of one process and of
-//! two processes sharing one PostgreSQL database. Every
+//! two processes sharing one PostgreSQL database. While a server's CPU is measured it runs on
+//! half of the machine's CPUs and PostgreSQL and the load generator on the other half (set
+//! with `taskset`, as on hosts of their own); the throughput comparison shares every CPU. Every
 //! recovery is checked (pass shown, sign-in answered the register page); any failure fails
 //! the run. The report goes to `docs/benchmarks-server.md`.
 //!
-//! `cargo bench -p regain-server --bench server_load` (about five minutes; needs
+//! `cargo bench -p regain-server --bench server_load` (about seven minutes; needs
 //! `REGAIN_TEST_POSTGRES_URL`, which `bash scripts/postgres start` prints). The report's
 //! figures are rewritten on every run; the analysis below them in the file is kept.
 //!
@@ -67,6 +69,8 @@ const STEPS: [&str; 5] = [
 
 struct Settings {
     quick: bool,
+    /// CPUs the machine gives this process (read before any is set aside).
+    cpus: usize,
     warmup: usize,
     sequential: usize,
     clients: usize,
@@ -76,10 +80,11 @@ struct Settings {
 impl Settings {
     fn from_env() -> Self {
         let quick = std::env::var("REGAIN_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         let mut settings = if quick {
-            Self { quick, warmup: 5, sequential: 20, clients: 4, duration: Duration::from_secs(3) }
+            Self { quick, cpus, warmup: 5, sequential: 20, clients: 4, duration: Duration::from_secs(3) }
         } else {
-            Self { quick, warmup: 50, sequential: 500, clients: 12, duration: Duration::from_secs(30) }
+            Self { quick, cpus, warmup: 50, sequential: 500, clients: 12, duration: Duration::from_secs(30) }
         };
         // Longer sequential runs, to attach a profiler to a server.
         if let Some(n) = std::env::var("REGAIN_BENCH_RECOVERIES").ok().and_then(|n| n.parse().ok()) {
@@ -253,6 +258,123 @@ fn spent(a: &Snapshot, b: &Snapshot, hz: f64) -> Spent {
     }
 }
 
+// ---- where the processes run -----------------------------------------------------------------
+
+/// The CPUs this process may run on (`Cpus_allowed_list` in `/proc/self/status`: `0-1`,
+/// `0,2-3`...).
+fn allowed_cpus() -> Vec<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let Some(list) = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")) else { return Vec::new() };
+    let mut cpus = Vec::new();
+    for part in list.trim().split(',') {
+        let (from, to) = part.split_once('-').unwrap_or((part, part));
+        if let (Ok(from), Ok(to)) = (from.trim().parse::<usize>(), to.trim().parse::<usize>()) {
+            cpus.extend(from..=to);
+        }
+    }
+    cpus
+}
+
+fn cpu_list(cpus: &[usize]) -> String {
+    cpus.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// Sets the CPUs of every thread of process `pid` (`taskset`, from util-linux).
+fn pin(pid: u32, cpus: &str) -> Result<(), String> {
+    let status = Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("taskset: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("taskset could not move process {pid} ({status})")) }
+}
+
+/// The parent of process `pid`.
+fn parent(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("PPid:")?.trim().parse().ok())
+}
+
+/// PostgreSQL's processes: the postmaster (the parent of `backend`) and its children; backends
+/// started later are forked by the postmaster and inherit its CPUs.
+fn postgres_processes(backend: u32) -> Vec<u32> {
+    let Some(postmaster) = parent(backend).filter(|p| *p > 1) else { return Vec::new() };
+    let mut pids = vec![postmaster];
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok())
+            && parent(pid) == Some(postmaster)
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Where the processes run while the server's CPU is measured: the servers on CPUs of their
+/// own, PostgreSQL and the load generator on the others, as on hosts of their own. Sharing
+/// every CPU, the server pays for the others' work: the kernel preempts its workers to run
+/// PostgreSQL and the load generator, and each of those switches costs the server CPU time.
+struct Placement {
+    all: String,
+    servers: String,
+    rest: String,
+    postgres: Vec<u32>,
+}
+
+impl Placement {
+    /// Splits the CPUs in two (the servers get the first half) and moves this process and
+    /// PostgreSQL (`backend` is one of its connections' processes) to the second half. Fails,
+    /// with the reason, on a machine of one CPU or where a process cannot be moved; everything
+    /// is then where it was.
+    fn apply(backend: u32) -> Result<Self, String> {
+        let cpus = allowed_cpus();
+        if cpus.len() < 2 {
+            return Err(format!("{} CPU to run on", cpus.len()));
+        }
+        let (servers, rest) = cpus.split_at(cpus.len() / 2);
+        let postgres = postgres_processes(backend);
+        let Some(&postmaster) = postgres.first() else {
+            return Err("PostgreSQL's processes were not found on this machine".into());
+        };
+        let placement = Self { all: cpu_list(&cpus), servers: cpu_list(servers), rest: cpu_list(rest), postgres };
+        let moved = [std::process::id(), postmaster].into_iter().try_for_each(|pid| pin(pid, &placement.rest));
+        // On failure, dropping the placement puts back what moved.
+        moved?;
+        // The postmaster's children that are there now (one may end meanwhile).
+        for pid in placement.postgres.iter().skip(1) {
+            let _ = pin(*pid, &placement.rest);
+        }
+        Ok(placement)
+    }
+
+    /// How the CPUs were split, for the report.
+    fn described(&self) -> (String, String) {
+        (self.servers.clone(), self.rest.clone())
+    }
+}
+
+/// Every process back on every CPU (also when a run fails half-way).
+impl Drop for Placement {
+    fn drop(&mut self) {
+        for pid in std::iter::once(std::process::id()).chain(self.postgres.iter().copied()) {
+            let _ = pin(pid, &self.all);
+        }
+    }
+}
+
+/// The process serving a connection to the PostgreSQL server at `url`.
+async fn postgres_backend(url: &str) -> Result<u32, String> {
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(url).await.map_err(|e| e.to_string())?;
+    let pid: i64 = sqlx::query_scalar("SELECT CAST(pg_backend_pid() AS BIGINT)")
+        .fetch_one(&admin)
+        .await
+        .map_err(|e| e.to_string())?;
+    admin.close().await;
+    u32::try_from(pid).map_err(|e| e.to_string())
+}
+
 // ---- the IDV side, the server processes, the database -------------------------------------
 
 /// The IDV side the server reaches over HTTP: its status list and, as a TEST DOUBLE (no face
@@ -381,14 +503,30 @@ impl Drop for Server {
     }
 }
 
-/// Starts the servers of `configs` on `database`, logging with `filter`, and waits
-/// until each answers `/healthz`.
-async fn serve(dir: &Path, configs: &[PathBuf], ports: &[u16], database: &str, filter: &str) -> Vec<Server> {
+/// Starts the servers of `configs` on `database`, logging with `filter`, on `cpus` when
+/// given (a `taskset` list), and waits until each answers `/healthz`.
+async fn serve(
+    dir: &Path,
+    configs: &[PathBuf],
+    ports: &[u16],
+    database: &str,
+    filter: &str,
+    cpus: Option<&str>,
+) -> Vec<Server> {
     let issuer = format!("http://127.0.0.1:{}", ports[0]);
     let mut servers = Vec::new();
     for (config, port) in configs.iter().zip(ports) {
         let log = std::fs::File::create(dir.join(format!("server-{port}.log"))).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_regain"))
+        // On CPUs of its own: `taskset` sets them and becomes the server (same process).
+        let mut command = match cpus {
+            Some(cpus) => {
+                let mut command = Command::new("taskset");
+                command.args(["-c", cpus, env!("CARGO_BIN_EXE_regain")]);
+                command
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_regain")),
+        };
+        let child = command
             .args(["serve", "--server-config", config.to_str().unwrap()])
             .env("DATABASE_URL", database)
             .env("REGAIN_LOG", filter)
@@ -798,8 +936,14 @@ struct Results {
     sqlite: Sequential,
     postgres: Sequential,
     statements: Statements,
+    /// Where the servers ran while measured (their CPUs, the others'), or why everything
+    /// shared every CPU.
+    placement: Result<(String, String), String>,
     /// SQLite under load (one process).
     lite: Throughput,
+    /// PostgreSQL under load, one process, placed as the sequential runs.
+    pg_load: Throughput,
+    /// One and two processes, every process on every CPU.
     one: Throughput,
     two: Throughput,
 }
@@ -841,8 +985,7 @@ fn today() -> String {
     format!("{year:04}-{month:02}-{day:02}")
 }
 
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+fn machine(cpus: usize) -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
@@ -872,7 +1015,7 @@ const KEPT: &str =
     "<!-- Above: written by `cargo bench -p regain-server --bench server_load`. Below: kept across runs. -->";
 
 fn report(r: &Results) -> String {
-    let (lite, pg, lite_load, one, two) = (&r.sqlite, &r.postgres, &r.lite, &r.one, &r.two);
+    let (lite, pg, lite_load, pg_load, one, two) = (&r.sqlite, &r.postgres, &r.lite, &r.pg_load, &r.one, &r.two);
     let lite_ms = lite.per(lite.spent.servers);
     let pg_ms = pg.per(pg.spent.servers);
     let ratio = two.rate() / one.rate().max(f64::EPSILON);
@@ -882,12 +1025,20 @@ fn report(r: &Results) -> String {
     let _ = writeln!(w, "# Benchmarks: the reference server under load\n");
     let _ = writeln!(
         w,
-        "Reproduce with `cargo bench -p regain-server --bench server_load` (about five minutes; it needs \
+        "Reproduce with `cargo bench -p regain-server --bench server_load` (about seven minutes; it needs \
          `REGAIN_TEST_POSTGRES_URL`, which `bash scripts/postgres start` prints); `REGAIN_BENCH_QUICK=1` runs \
-         a short smoke pass without writing this file. Figures of {}: {}; PostgreSQL on the same machine; the \
-         load generator in the same machine too. Back to [the other benchmarks](benchmarks.md).\n",
+         a short smoke pass without writing this file. Figures of {}: {}; PostgreSQL and the load generator on \
+         the same machine. {} Back to [the other benchmarks](benchmarks.md).\n",
         today(),
-        machine()
+        machine(r.settings.cpus),
+        match &r.placement {
+            Ok((servers, rest)) => format!(
+                "While the server's CPU is measured (the first two tables) the server runs on CPU {servers} and \
+                 PostgreSQL and the load generator on CPU {rest} (set with `taskset`), as on hosts of their own; \
+                 the throughput runs share every CPU."
+            ),
+            Err(why) => format!("Every process shares every CPU ({why})."),
+        }
     );
     let _ = writeln!(w, "## What is measured\n");
     let _ = writeln!(
@@ -930,7 +1081,7 @@ fn report(r: &Results) -> String {
             "| {database} | {recoveries} {how} | **{server:.2} ms** | {:.0} % | {} | {:.2} ms | {:.1} / {:.1} ms | ≤ 2 ms: {} |",
             spent.servers_system * 100.0 / spent.servers.max(f64::EPSILON),
             if database == "SQLite" {
-                format!("{:.2} ms (in the server)", per(spent.servers_sqlite))
+                format!("{:.2} ms of the server's", per(spent.servers_sqlite))
             } else {
                 opt(spent.postgres.map(per))
             },
@@ -940,7 +1091,7 @@ fn report(r: &Results) -> String {
             verdict(server <= 2.0)
         );
     };
-    for (s, t) in [(lite, lite_load), (pg, one)] {
+    for (s, t) in [(lite, lite_load), (pg, pg_load)] {
         row(w, s.database, "sequential".into(), s.recoveries, &s.spent, s.p50, s.p95);
         let how = format!("under load ({} clients, {} s)", t.clients, r.settings.duration.as_secs());
         row(w, t.database, how, t.recoveries, &t.spent, t.p50, t.p95);
@@ -952,12 +1103,19 @@ fn report(r: &Results) -> String {
          password; that figure is a capacity under load. One recovery here, one at a time, costs the server \
          {lite_ms:.1} ms on SQLite and {pg_ms:.1} ms on PostgreSQL ({:.0} % and {:.0} % of that login); under \
          load, {:.1} ms and {:.1} ms. \"Under load\" is {} clients running recoveries back to back against one \
-         process (the PostgreSQL row is the one-process run of the throughput table below).\n",
+         process. On SQLite the server's figure includes the database engine, which runs in its process: \
+         outside SQLite's connection threads it spent {:.2} ms one at a time and {:.2} ms under load. Sharing \
+         every CPU with PostgreSQL and the load generator (the one-process run of the throughput table below), \
+         the same server spent {:.2} ms per recovery under load: the other processes preempt its workers, and \
+         it pays for each switch.\n",
         lite_ms * 100.0 / 66.7,
         pg_ms * 100.0 / 66.7,
         lite_load.per(lite_load.spent.servers),
-        one.per(one.spent.servers),
-        one.clients
+        pg_load.per(pg_load.spent.servers),
+        pg_load.clients,
+        lite.per(lite.spent.servers - lite.spent.servers_sqlite),
+        lite_load.per(lite_load.spent.servers - lite_load.spent.servers_sqlite),
+        one.per(one.spent.servers)
     );
     let _ = writeln!(w, "### Where the server's time goes, step by step\n");
     let _ = writeln!(
@@ -1008,7 +1166,7 @@ fn report(r: &Results) -> String {
         kinds.join(", ")
     );
     let _ = writeln!(w, "## Throughput: one process and two processes on one PostgreSQL\n");
-    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get) as f64;
+    let cores = r.settings.cpus as f64;
     let _ = writeln!(
         w,
         "{} concurrent clients for {} s (clients alternate between the processes), each running complete \
@@ -1167,7 +1325,7 @@ async fn count_statements(load: &Load, idv: &str, status_uri: &str, count: usize
     let warm = 5;
     let users = seed(&store, "sql", warm + count, status_uri).await;
     drop(store);
-    let servers = serve(dir.path(), &configs, &[port], &database, "info,sqlx::query=debug").await;
+    let servers = serve(dir.path(), &configs, &[port], &database, "info,sqlx::query=debug", None).await;
     let target = targets(&servers).remove(0);
     let log = dir.path().join(format!("server-{port}.log"));
     for user in &users[..warm] {
@@ -1237,6 +1395,17 @@ async fn run(settings: Settings) -> Result<Results, String> {
     let load = Arc::new(Load { wallet: reqwest::Client::new(), next_address: AtomicU32::new(0) });
     let per_run = settings.warmup + settings.sequential;
 
+    // The servers' CPU is measured with the servers on CPUs of their own.
+    let admin_url = std::env::var("REGAIN_TEST_POSTGRES_URL").map_err(|e| e.to_string())?;
+    let placement = Placement::apply(postgres_backend(&admin_url).await?);
+    let cpus = placement.as_ref().ok().map(|p| p.servers.clone());
+    let cpus = cpus.as_deref();
+    let placement_described = placement.as_ref().map(Placement::described).map_err(Clone::clone);
+    match &placement {
+        Ok(p) => println!("servers on CPU {}; PostgreSQL and the load generator on CPU {}", p.servers, p.rest),
+        Err(e) => println!("every process on every CPU ({e})"),
+    }
+
     // SQLite, sequential.
     let dir = workdir()?;
     let port = free_port();
@@ -1245,7 +1414,7 @@ async fn run(settings: Settings) -> Result<Results, String> {
     let store = Store::open(&database).await.map_err(|e| e.to_string())?;
     let users = seed(&store, "lite", per_run, &status_uri).await;
     drop(store);
-    let servers = serve(dir.path(), &configs, &[port], &database, LOG).await;
+    let servers = serve(dir.path(), &configs, &[port], &database, LOG, cpus).await;
     println!("SQLite: {per_run} recoveries one after another");
     let target = targets(&servers).remove(0);
     let sqlite = sequential("SQLite", &load, &target, &users, settings.warmup, None, hz);
@@ -1265,7 +1434,7 @@ async fn run(settings: Settings) -> Result<Results, String> {
     let users = enough_users(&settings, sqlite.per(sqlite.spent.servers + sqlite.spent.generator));
     let seeded = seed(&store, "litel", users, &status_uri).await;
     drop(store);
-    let servers = serve(dir.path(), &configs, &[port], &database, LOG).await;
+    let servers = serve(dir.path(), &configs, &[port], &database, LOG, cpus).await;
     println!(
         "SQLite, 1 process: {} clients for {} s ({users} users seeded)",
         settings.clients,
@@ -1288,7 +1457,7 @@ async fn run(settings: Settings) -> Result<Results, String> {
     let store = Store::open(&database).await.map_err(|e| e.to_string())?;
     let users = seed(&store, "pg", per_run, &status_uri).await;
     drop(store);
-    let servers = serve(dir.path(), &configs, &[port], &database, LOG).await;
+    let servers = serve(dir.path(), &configs, &[port], &database, LOG, cpus).await;
     let target = targets(&servers).remove(0);
     println!("PostgreSQL: {per_run} recoveries one after another");
     let postgres = sequential("PostgreSQL", &load, &target, &users, settings.warmup, Some(&probe), hz);
@@ -1307,43 +1476,63 @@ async fn run(settings: Settings) -> Result<Results, String> {
         postgres.per(postgres.spent.servers + postgres.spent.generator + postgres.spent.postgres.unwrap_or(0.0)),
     );
 
-    let mut runs = Vec::new();
-    for processes in [1, 2] {
+    // PostgreSQL under load: one process, on its CPUs.
+    let postgres_run = PostgresRun { settings: &settings, load: &load, idv: &idv, status_uri: &status_uri, users, hz };
+    let pg_load = postgres_run.throughput(1, cpus).await?;
+    // The throughput of one and of two processes, every process on every CPU.
+    drop(placement);
+    let one = postgres_run.throughput(1, None).await?;
+    let two = postgres_run.throughput(2, None).await?;
+    println!("two / one process: {:.2}x", two.rate() / one.rate().max(f64::EPSILON));
+    let placement = placement_described;
+    Ok(Results { settings, hz, placement, sqlite, postgres, statements, lite, pg_load, one, two })
+}
+
+/// What a run under load on PostgreSQL needs.
+struct PostgresRun<'a> {
+    settings: &'a Settings,
+    load: &'a Arc<Load>,
+    idv: &'a str,
+    status_uri: &'a str,
+    /// Users to seed.
+    users: usize,
+    hz: f64,
+}
+
+impl PostgresRun<'_> {
+    /// `processes` servers (on `cpus` when given) on a fresh database, under the settings' load.
+    async fn throughput(&self, processes: usize, cpus: Option<&str>) -> Result<Throughput, String> {
+        let (settings, users) = (self.settings, self.users);
         let dir = workdir()?;
         let ports: Vec<u16> = (0..processes).map(|_| free_port()).collect();
-        let configs = write_files(dir.path(), &idv, ports[0], &ports);
+        let configs = write_files(dir.path(), self.idv, ports[0], &ports);
         let (database, probe) = fresh_postgres().await;
         let store = Store::open(&database).await.map_err(|e| e.to_string())?;
-        let seeded = seed(&store, &format!("tp{processes}"), users, &status_uri).await;
+        let seeded = seed(&store, &format!("tp{processes}"), users, self.status_uri).await;
         drop(store);
-        let servers = serve(dir.path(), &configs, &ports, &database, LOG).await;
+        let servers = serve(dir.path(), &configs, &ports, &database, LOG, cpus).await;
         println!(
-            "PostgreSQL, {processes} process(es): {} clients for {} s ({users} users seeded)",
+            "PostgreSQL, {processes} process(es){}: {} clients for {} s ({users} users seeded)",
+            if cpus.is_some() { " on CPUs of their own" } else { "" },
             settings.clients,
             settings.duration.as_secs()
         );
         let all = targets(&servers);
-        let run = throughput(&load, &all, seeded, settings.clients, settings.duration, Some(&probe), hz);
-        match run.await {
-            Ok(run) => {
-                print!("{}", throughput_line(&run));
-                runs.push(run);
-            }
+        let run = throughput(self.load, &all, seeded, settings.clients, settings.duration, Some(&probe), self.hz);
+        let run = match run.await {
+            Ok(run) => run,
             Err(e) => return Err(diagnose(&database, e).await),
-        }
-        drop(servers);
+        };
+        print!("{}", throughput_line(&run));
+        Ok(run)
     }
-    let two = runs.pop().ok_or("no two-process run")?;
-    let one = runs.pop().ok_or("no one-process run")?;
-    println!("two / one process: {:.2}x", two.rate() / one.rate().max(f64::EPSILON));
-    Ok(Results { settings, hz, sqlite, postgres, statements, lite, one, two })
 }
 
 /// Enough users for the fastest the machine could go under load: all its CPU spent on
 /// recoveries at `cost` ms each (the sequential cost), with a margin; a run that runs out
 /// says so.
 fn enough_users(settings: &Settings, cost: f64) -> usize {
-    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get) as f64;
+    let cores = settings.cpus as f64;
     let ceiling = cores * 1000.0 / cost.max(0.5) * settings.duration.as_secs_f64() * 2.0;
     (ceiling as usize).max(100) + 2 * settings.clients
 }
