@@ -296,10 +296,20 @@ fn parent(pid: u32) -> Option<u32> {
     status.lines().find_map(|l| l.strip_prefix("PPid:")?.trim().parse().ok())
 }
 
+/// Whether process `pid` of this machine runs PostgreSQL (a server on another machine has
+/// process ids that mean nothing here).
+fn is_postgres(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == "postgres")
+}
+
 /// PostgreSQL's processes: the postmaster (the parent of `backend`) and its children; backends
-/// started later are forked by the postmaster and inherit its CPUs.
+/// started later are forked by the postmaster and inherit its CPUs. None when `backend` is
+/// not a PostgreSQL process of this machine.
 fn postgres_processes(backend: u32) -> Vec<u32> {
-    let Some(postmaster) = parent(backend).filter(|p| *p > 1) else { return Vec::new() };
+    if !is_postgres(backend) {
+        return Vec::new();
+    }
+    let Some(postmaster) = parent(backend).filter(|p| *p > 1 && is_postgres(*p)) else { return Vec::new() };
     let mut pids = vec![postmaster];
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         if let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok())
