@@ -2,7 +2,8 @@
 //! methods, single-use authorization codes, access tokens and browser sessions. Codes,
 //! tokens and session ids are stored as their SHA-256 only.
 
-use crate::store::{Batch, Dialect, Store, StoreError, UserChange, Value, digest};
+use crate::store::{Batch, Dialect, Store, StoreError, UserChange, Value, digest, kind_name};
+use regain_core::env::AuditKind;
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 use std::collections::BTreeMap;
@@ -74,7 +75,7 @@ fn account_at(row: &AnyRow, at: usize) -> Result<Account, StoreError> {
 
 /// The account from `at` on and what a recovery would remove from it (the two counts of
 /// [`method_counts`] after the account's columns).
-fn account_with_methods(row: &AnyRow, at: usize) -> Result<(Account, Methods), StoreError> {
+fn user_read(row: &AnyRow, at: usize, windows: &[Window]) -> Result<UserRead, StoreError> {
     let account = account_at(row, at)?;
     let methods = Methods {
         password: account.password_hash.is_some(),
@@ -82,21 +83,52 @@ fn account_with_methods(row: &AnyRow, at: usize) -> Result<(Account, Methods), S
         passkeys: row.try_get(at + 13)?,
         sessions: row.try_get(at + 14)?,
     };
-    Ok((account, methods))
+    let mut recent = Vec::with_capacity(windows.len());
+    for (i, window) in windows.iter().enumerate() {
+        recent.push((*window, row.try_get(at + 13 + READ_WITH_USER + i)?));
+    }
+    Ok(UserRead { account, methods, namesakes: row.try_get(at + 15)?, recent })
 }
 
-/// The user's passkeys and live browser sessions, for the user row named `users`.
-fn method_counts(users: &str) -> String {
+/// The user's audit events of each window, for the user row named `users`: one column per
+/// window, its kind and start bound from `$first` on (two parameters each).
+fn recent_events(users: &str, windows: usize, first: usize) -> String {
+    let mut columns = String::new();
+    for i in 0..windows {
+        let (kind, since) = (first + 2 * i, first + 2 * i + 1);
+        columns.push_str(&format!(
+            ", (SELECT COUNT(*) FROM audit_events a WHERE a.user_id = {users}.id AND a.kind = ${kind} AND a.at >= ${since})"
+        ));
+    }
+    columns
+}
+
+/// What is read with the user row named `users` ([`UserRead`]): their passkeys, their live
+/// browser sessions, and the users whose names fold to theirs (the query of
+/// [`Store::count_users_by_name`] for their names, on the same index).
+fn read_with_user(users: &str) -> String {
     format!(
         "(SELECT COUNT(*) FROM passkeys p WHERE p.user_id = {users}.id), \
-         (SELECT COUNT(*) FROM browser_sessions s WHERE s.user_id = {users}.id AND s.revoked_at IS NULL)"
+         (SELECT COUNT(*) FROM browser_sessions s WHERE s.user_id = {users}.id AND s.revoked_at IS NULL), \
+         (SELECT COUNT(*) FROM users n WHERE LOWER(n.given_name) = LOWER({users}.given_name) \
+          AND LOWER(n.family_name) = LOWER({users}.family_name))"
     )
 }
+
+/// The columns [`read_with_user`] adds to the account's.
+const READ_WITH_USER: usize = 3;
 
 /// One hit on `$1` in the window starting at `$3`; returns its hits and those of `$2`.
 const SIGN_IN_HIT: &str = "INSERT INTO rate_limits (key, window_start, hits) VALUES ($1, $3, 1) \
      ON CONFLICT (key, window_start) DO UPDATE SET hits = rate_limits.hits + 1 \
      RETURNING hits, COALESCE((SELECT r.hits FROM rate_limits r WHERE r.key = $2 AND r.window_start = $3), 0) AS failures";
+
+/// What else to read with a user: their audit events in each of `windows` up to `now`.
+#[derive(Clone, Copy, Default)]
+struct ReadWith<'a> {
+    windows: &'a [Window],
+    now: i64,
+}
 
 /// Where the login of the user to read comes from, per dialect (SQL expressions).
 struct UserOf {
@@ -136,7 +168,7 @@ pub struct LeasedFlow {
     /// The flow as stored.
     pub state: Vec<u8>,
     /// The user the flow's `login` names, if any, with what a recovery would remove.
-    pub user: Option<(Account, Methods)>,
+    pub user: Option<UserRead>,
 }
 
 /// An authorization code's grant, stored until the client redeems it once.
@@ -188,13 +220,13 @@ impl Store {
     /// The user who signs in with `login`, with what a recovery would remove from them: in
     /// one statement, so that the removal can be held for the step's last write and still
     /// answer how many it removes ([`Store::hold_revocations`]).
-    pub async fn user_by_login_with_methods(&self, login: &str) -> Result<Option<(Account, Methods)>, StoreError> {
+    pub async fn user_by_login_with_methods(&self, login: &str) -> Result<Option<UserRead>, StoreError> {
         let row =
-            sqlx::query(&format!("SELECT {ACCOUNT_COLUMNS}, {} FROM users WHERE login = $1", method_counts("users")))
+            sqlx::query(&format!("SELECT {ACCOUNT_COLUMNS}, {} FROM users WHERE login = $1", read_with_user("users")))
                 .bind(login)
                 .fetch_optional(&mut *self.conn().await?)
                 .await?;
-        row.map(|row| account_with_methods(&row, 0)).transpose()
+        row.map(|row| user_read(&row, 0, &[])).transpose()
     }
 
     /// Takes the lease of the recovery flow `id` for one step ([`Store::lease_session`]),
@@ -256,7 +288,7 @@ impl Store {
         let user = UserOf { postgres: "$4".into(), sqlite: "$4".into() };
         let values = [Value::text(counted), Value::text(read), Value::Int(window_start), Value::text(login)];
         let (row, user) = self.returning_with_user(SIGN_IN_HIT, user, values).await?.ok_or(sqlx::Error::RowNotFound)?;
-        Ok((row.try_get(0)?, row.try_get(1)?, user.map(|(account, _)| account)))
+        Ok((row.try_get(0)?, row.try_get(1)?, user.map(|read| read.account)))
     }
 
     /// [`Store::sign_in_counts`] for a sign-in with a Temporary Access Pass, which it redeems
@@ -300,8 +332,9 @@ impl Store {
             Value::Int(limits.1),
         ];
         let user = UserOf { postgres: "$4".into(), sqlite: "$4".into() };
-        let (rows, user) = self.returning_rows_with_user(SIGN_IN_HIT, user, Some(then), values).await?;
-        let user = user.map(|(account, _)| account);
+        let (rows, user) =
+            self.returning_rows_with_user(SIGN_IN_HIT, user, Some(then), values, ReadWith::default()).await?;
+        let user = user.map(|read| read.account);
         let (Some(first), rest) = (rows.first(), rows.get(1..).unwrap_or_default()) else {
             return Err(sqlx::Error::RowNotFound.into());
         };
@@ -316,18 +349,21 @@ impl Store {
     }
 
     /// Counts a hit on each of two keys ([`Store::hit_both`]) and reads the user who signs in
-    /// with `login`, with what a recovery would remove from them, in one round trip: a
-    /// recovery's start counts its attempts before anything else and looks the user up next.
+    /// with `login`, with what a recovery would remove from them and their audit events in
+    /// each of `recent` up to `now`, in one round trip: a recovery's start counts its attempts
+    /// before anything else, and then looks the user up and counts their recent recoveries.
     pub async fn hit_both_with_user(
         &self,
-        first: &str,
-        second: &str,
+        (first, second): (&str, &str),
         window_start: i64,
         login: &str,
-    ) -> Result<((i64, i64), Option<(Account, Methods)>), StoreError> {
+        recent: &[Window],
+        now: i64,
+    ) -> Result<((i64, i64), Option<UserRead>), StoreError> {
         let user = UserOf { postgres: "$4".into(), sqlite: "$4".into() };
         let values = [Value::text(first), Value::text(second), Value::Int(window_start), Value::text(login)];
-        let (rows, user) = self.returning_rows_with_user(crate::store::HIT_BOTH, user, None, values).await?;
+        let read = ReadWith { windows: recent, now };
+        let (rows, user) = self.returning_rows_with_user(crate::store::HIT_BOTH, user, None, values, read).await?;
         Ok((crate::store::hits_of(&rows, first, second)?, user))
     }
 
@@ -338,8 +374,8 @@ impl Store {
         write: &str,
         login: UserOf,
         values: impl IntoIterator<Item = Value>,
-    ) -> Result<Option<(AnyRow, Option<(Account, Methods)>)>, StoreError> {
-        let (rows, user) = self.returning_rows_with_user(write, login, None, values).await?;
+    ) -> Result<Option<(AnyRow, Option<UserRead>)>, StoreError> {
+        let (rows, user) = self.returning_rows_with_user(write, login, None, values, ReadWith::default()).await?;
         Ok(rows.into_iter().next().map(|row| (row, user)))
     }
 
@@ -349,15 +385,24 @@ impl Store {
     /// to the user); on SQLite one text of two statements, which the connection's thread runs
     /// in one go (the write, then the user), told apart by their columns. A second write
     /// `then` runs between them: on PostgreSQL its one column follows the write's in each row,
-    /// on SQLite its rows follow the write's. Answers the rows the writes returned; on
-    /// PostgreSQL the user is known only when the first returned at least one.
+    /// on SQLite its rows follow the write's. `read` adds the user's audit events of some
+    /// windows. Answers the rows the writes returned; on PostgreSQL the user is known only
+    /// when the first returned at least one.
     async fn returning_rows_with_user(
         &self,
         write: &str,
         login: UserOf,
         then: Option<Then>,
         values: impl IntoIterator<Item = Value>,
-    ) -> Result<(Vec<AnyRow>, Option<(Account, Methods)>), StoreError> {
+        read: ReadWith<'_>,
+    ) -> Result<(Vec<AnyRow>, Option<UserRead>), StoreError> {
+        let mut values: Vec<Value> = values.into_iter().collect();
+        let recent = |users: &str| recent_events(users, read.windows.len(), values.len() + 1);
+        let recent = (recent("u"), recent("users"));
+        for window in read.windows {
+            let seconds = i64::try_from(window.seconds).unwrap_or(i64::MAX);
+            values.extend([Value::Text(Some(kind_name(window.kind))), Value::Int(read.now.saturating_sub(seconds))]);
+        }
         let sql = match self.dialect() {
             Dialect::Postgres => {
                 let columns: Vec<String> = ACCOUNT_COLUMNS.split(',').map(|c| format!("u.{}", c.trim())).collect();
@@ -366,9 +411,10 @@ impl Store {
                     None => (String::new(), ""),
                 };
                 format!(
-                    "WITH w AS ({write}){then} SELECT w.*{then_column}, {}, {} FROM w LEFT JOIN users u ON u.login = {}",
+                    "WITH w AS ({write}){then} SELECT w.*{then_column}, {}, {}{} FROM w LEFT JOIN users u ON u.login = {}",
                     columns.join(", "),
-                    method_counts("u"),
+                    read_with_user("u"),
+                    recent.0,
                     login.postgres
                 )
             }
@@ -379,23 +425,24 @@ impl Store {
             // anyone was shown. The connection is put back to FULL by the same text, or by
             // `write_guarded` when the text fails.
             Dialect::Sqlite => format!(
-                "PRAGMA synchronous = NORMAL; {write}; {}SELECT {ACCOUNT_COLUMNS}, {} FROM users WHERE login = {}; \
+                "PRAGMA synchronous = NORMAL; {write}; {}SELECT {ACCOUNT_COLUMNS}, {}{} FROM users WHERE login = {}; \
                  PRAGMA synchronous = FULL",
                 then.map(|then| format!("{}; ", then.sqlite)).unwrap_or_default(),
-                method_counts("users"),
+                read_with_user("users"),
+                recent.1,
                 login.sqlite
             ),
         };
         let restore = (self.dialect() == Dialect::Sqlite).then_some("PRAGMA synchronous = FULL");
         let rows = self.write_guarded(&sql, values, restore).await?;
-        let user_columns = ACCOUNT_COLUMNS.split(',').count() + 2;
+        let user_columns = ACCOUNT_COLUMNS.split(',').count() + READ_WITH_USER + read.windows.len();
         match self.dialect() {
             Dialect::Postgres => {
                 let Some(row) = rows.first() else { return Ok((rows, None)) };
                 let at = row.len().saturating_sub(user_columns);
                 // No user of that login: the joined columns are empty.
                 let user = match row.try_get::<Option<String>, _>(at)? {
-                    Some(_) => Some(account_with_methods(row, at)?),
+                    Some(_) => Some(user_read(row, at, read.windows)?),
                     None => None,
                 };
                 Ok((rows, user))
@@ -405,7 +452,7 @@ impl Store {
                 let mut user = None;
                 for row in rows {
                     if row.len() == user_columns {
-                        user = Some(account_with_methods(&row, 0)?);
+                        user = Some(user_read(&row, 0, read.windows)?);
                     } else {
                         written.push(row);
                     }
@@ -662,6 +709,31 @@ pub struct Methods {
     pub sessions: i64,
 }
 
+/// A user as a statement reads them with their row: the account, what a recovery would
+/// remove from them, and how many users have their name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRead {
+    /// The account.
+    pub account: Account,
+    /// What a recovery would remove.
+    pub methods: Methods,
+    /// Users whose given and family names fold (`LOWER`) to this user's, this one included:
+    /// what [`Store::count_users_by_name`] answers for their names at the time of the read.
+    pub namesakes: i64,
+    /// The user's stored audit events in each window asked for with the read (none for most
+    /// reads): what [`Store::count_recent_each`] answers, held events apart.
+    pub recent: Vec<(Window, i64)>,
+}
+
+/// Audit events of a kind in the last so many seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// The kind counted.
+    pub kind: AuditKind,
+    /// How far back, in seconds.
+    pub seconds: u64,
+}
+
 /// What [`Store::hold_revocations`] removes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Revoked {
@@ -771,14 +843,14 @@ mod tests {
         let store = Store::open(&format!("sqlite://{}", dir.path().join("regain.db").display())).await.unwrap();
         let request = store.scoped();
         assert_eq!(synchronous(&request).await, 2);
-        let (hits, user) = request.hit_both_with_user("addr:x", "login:y", 1000, "nobody").await.unwrap();
+        let (hits, user) = request.hit_both_with_user(("addr:x", "login:y"), 1000, "nobody", &[], 0).await.unwrap();
         assert_eq!((hits, user.is_none()), ((1, 1), true));
         assert_eq!(synchronous(&request).await, 2, "the text ends by putting FULL back");
 
         // A text that fails after its write (the user cannot be read): FULL is put back too.
         let away = "ALTER TABLE users RENAME TO users_away";
         sqlx::query(away).execute(&mut *request.conn().await.unwrap()).await.unwrap();
-        let failed = request.hit_both_with_user("addr:x", "login:y", 1000, "nobody").await.unwrap_err();
+        let failed = request.hit_both_with_user(("addr:x", "login:y"), 1000, "nobody", &[], 0).await.unwrap_err();
         assert!(failed.to_string().contains("users"), "{failed}");
         assert_eq!(request.hits("addr:x", 1000).await.unwrap(), 2, "the write ran, relaxed, before the failure");
         assert_eq!(synchronous(&request).await, 2, "put back after the failure");

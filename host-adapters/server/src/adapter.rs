@@ -2,7 +2,7 @@
 //! directory, the credential store, the audit log and the notification outbox; trust
 //! material comes from the deployment's files; face comparison from a configured service.
 
-use crate::accounts::{Account, Methods, Revoked};
+use crate::accounts::{Account, Revoked, UserRead, Window};
 use crate::store::{Passes, Store, now};
 use crate::trust::TrustSource;
 use regain_host::reload::DeploymentStore;
@@ -87,7 +87,7 @@ impl FaceService for HttpFaceService {
 
 /// The login a request has looked up and its user, if any, with what a recovery would remove
 /// from them.
-type LookedUp = Arc<std::sync::Mutex<Option<(String, Option<(Account, Methods)>)>>>;
+type LookedUp = Arc<std::sync::Mutex<Option<(String, Option<UserRead>)>>>;
 
 /// A selfie captured by the request in progress: `(reference, image)`.
 type Selfie = Arc<std::sync::Mutex<Option<(String, Vec<u8>)>>>;
@@ -111,6 +111,10 @@ pub struct ServerAdapter {
     /// adapter made for one request ([`ServerAdapter::on`]) keeps one, so that no read
     /// outlives its request.
     looked_up: Option<LookedUp>,
+    /// The windows of audit events the plugin last asked to count: a recovery's start reads
+    /// the user's events in those with the user, and the plugin's count is answered from that
+    /// read when it asks for the same windows (it asks again otherwise).
+    windows: Arc<std::sync::Mutex<Vec<Window>>>,
 }
 
 impl ServerAdapter {
@@ -122,7 +126,17 @@ impl ServerAdapter {
         trust: Arc<TrustSource>,
         face: Arc<dyn FaceService>,
     ) -> Self {
-        Self { store, passes, deployments, trust, face, keycloak: None, selfie: Selfie::default(), looked_up: None }
+        Self {
+            store,
+            passes,
+            deployments,
+            trust,
+            face,
+            keycloak: None,
+            selfie: Selfie::default(),
+            looked_up: None,
+            windows: Arc::default(),
+        }
     }
 
     /// The same adapter with Keycloak as the directory: users are looked up, passes issued,
@@ -145,16 +159,29 @@ impl ServerAdapter {
         }
     }
 
+    /// The windows of audit events the plugin asked to count last (none before it first
+    /// asked), to read with the user at a recovery's start.
+    pub fn recent_windows(&self) -> Vec<Window> {
+        self.windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    fn remember_windows(&self, asked: &[Window]) {
+        let mut remembered = self.windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *remembered != asked {
+            *remembered = asked.to_vec();
+        }
+    }
+
     /// The user this request has read already (with the lease of its flow), for the
     /// plugin's lookup in the same request.
-    pub fn knows(&self, user: Option<(Account, Methods)>) {
+    pub fn knows(&self, user: Option<UserRead>) {
         if let Some(user) = user {
-            self.remember(&user.0.login.clone(), Some(user));
+            self.remember(&user.account.login.clone(), Some(user));
         }
     }
 
     /// The user this request has read (nothing on an adapter not made for a request).
-    fn known(&self) -> Option<(Account, Methods)> {
+    fn known(&self) -> Option<UserRead> {
         self.looked_up.as_ref()?.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()?.1
     }
 
@@ -163,13 +190,13 @@ impl ServerAdapter {
     fn known_login(&self, login: &str) -> Option<Option<Account>> {
         let slot = self.looked_up.as_ref()?.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (looked_up, user) = slot.as_ref()?;
-        (looked_up == login).then(|| user.as_ref().map(|(account, _)| account.clone()))
+        (looked_up == login).then(|| user.as_ref().map(|read| read.account.clone()))
     }
 
     /// Keeps what this request read of the user of `login` (`None`: no user has it), for
     /// the plugin's look-up of that login (nothing is kept on an adapter not made for a
     /// request).
-    pub(crate) fn remember(&self, login: &str, user: Option<(Account, Methods)>) {
+    pub(crate) fn remember(&self, login: &str, user: Option<UserRead>) {
         if let Some(slot) = &self.looked_up {
             *slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((login.to_owned(), user));
         }
@@ -207,7 +234,7 @@ impl regain_host::Directory for ServerAdapter {
                     .await
                     .map_err(|e| DirectoryError::Unavailable(unavailable(e)))?;
                 self.remember(&login, found.clone());
-                found.map(|(account, _)| account)
+                found.map(|read| read.account)
             }
         };
         Ok(found.map(|a| User {
@@ -229,11 +256,20 @@ impl regain_host::Directory for ServerAdapter {
             self.store.let_go().await;
             return keycloak.count_users_by_name(&given_name, &family_name).await;
         }
-        let count = self
-            .store
-            .count_users_by_name(&given_name, &family_name)
-            .await
-            .map_err(|e| DirectoryError::Unavailable(unavailable(e)))?;
+        // The user this request read has these very names: their count was read with them.
+        let count = match self.known() {
+            Some(read)
+                if read.account.given_name.as_deref() == Some(given_name.as_str())
+                    && read.account.family_name.as_deref() == Some(family_name.as_str()) =>
+            {
+                read.namesakes
+            }
+            _ => self
+                .store
+                .count_users_by_name(&given_name, &family_name)
+                .await
+                .map_err(|e| DirectoryError::Unavailable(unavailable(e)))?,
+        };
         Ok(u32::try_from(count).unwrap_or(u32::MAX))
     }
 }
@@ -257,7 +293,7 @@ impl ServerAdapter {
     /// then revokes at once and counts what it removed.
     async fn hold_revocations(&self, user_id: &str, revoked: Revoked) -> Result<Option<(u64, u64)>, CredentialError> {
         let had = match self.known() {
-            Some((account, had)) if account.id == user_id => had,
+            Some(read) if read.account.id == user_id => read.methods,
             _ => return Ok(None),
         };
         let counts = self
@@ -390,17 +426,34 @@ impl regain_host::Events for ServerAdapter {
 
     async fn count_recent(&self, user_id: String, windows: Vec<RecentWindow>) -> Result<Vec<u32>, EventsError> {
         let t = now();
-        let mut since = Vec::with_capacity(windows.len());
+        let mut asked = Vec::with_capacity(windows.len());
         for w in windows {
             let kind = serde_json::from_value(serde_json::Value::String(w.kind.as_str().into()))
                 .map_err(|e| EventsError::Unavailable(e.to_string()))?;
-            since.push((kind, t.saturating_sub(i64::try_from(w.window_seconds).unwrap_or(i64::MAX))));
+            asked.push(Window { kind, seconds: w.window_seconds });
         }
-        let counts = self
-            .store
-            .count_recent_each(&user_id, &since)
-            .await
-            .map_err(|e| EventsError::Unavailable(unavailable(e)))?;
+        let since = |w: &Window| t.saturating_sub(i64::try_from(w.seconds).unwrap_or(i64::MAX));
+        let read = self.known().filter(|read| {
+            read.account.id == user_id
+                && read.recent.len() == asked.len()
+                && read.recent.iter().zip(&asked).all(|((window, _), w)| window == w)
+        });
+        let counts = match read {
+            // Read with the user at the start of this request; what it holds since is added.
+            Some(read) => read
+                .recent
+                .iter()
+                .map(|(w, stored)| stored.saturating_add(self.store.held_events(&user_id, w.kind, since(w))))
+                .collect(),
+            None => {
+                self.remember_windows(&asked);
+                let since: Vec<_> = asked.iter().map(|w| (w.kind, since(w))).collect();
+                self.store
+                    .count_recent_each(&user_id, &since)
+                    .await
+                    .map_err(|e| EventsError::Unavailable(unavailable(e)))?
+            }
+        };
         Ok(counts.into_iter().map(|c| u32::try_from(c).unwrap_or(u32::MAX)).collect())
     }
 

@@ -552,12 +552,14 @@ impl Recovery {
         let address = peer.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
         let login_key = format!("recover-login:{}", digest(&login.to_lowercase()));
         let address_key = format!("recover-addr:{address}");
-        // The plugin looks the user up next: read in the same round trip, unless the directory
-        // is Keycloak.
+        // The plugin looks the user up next and counts their recent recoveries: read in the
+        // same round trip, unless the directory is Keycloak.
         let counted = if self.keycloak.is_some() {
             r.store().hit_both(&address_key, &login_key, window).await
         } else {
-            r.store().hit_both_with_user(&address_key, &login_key, window, login.trim()).await.map(|(hits, user)| {
+            let recent = r.adapter.recent_windows();
+            let keys = (address_key.as_str(), login_key.as_str());
+            r.store().hit_both_with_user(keys, window, login.trim(), &recent, t).await.map(|(hits, user)| {
                 r.adapter.remember(login.trim(), user);
                 hits
             })

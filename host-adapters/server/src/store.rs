@@ -916,23 +916,29 @@ impl Store {
         }
         let sql = format!("SELECT {} FROM audit_events WHERE user_id = $1 AND at >= $2", columns.join(", "));
         let row = query_with(&sql, values).fetch_one(&mut *self.conn().await?).await?;
-        let held = self.held();
         let mut counts = Vec::with_capacity(windows.len());
         for (i, (kind, since)) in windows.iter().enumerate() {
             let stored: i64 = row.try_get(i)?;
-            let pending = held.as_ref().map_or(0, |h| {
-                h.audit
-                    .iter()
-                    .filter(|r| {
-                        r.kind == *kind
-                            && r.user_id.as_deref() == Some(user_id)
-                            && i64::try_from(r.at).unwrap_or(i64::MAX) >= *since
-                    })
-                    .count()
-            });
-            counts.push(stored + i64::try_from(pending).unwrap_or(i64::MAX));
+            counts.push(stored.saturating_add(self.held_events(user_id, *kind, *since)));
         }
         Ok(counts)
+    }
+
+    /// Audit events of `kind` for `user_id` at or after `since` that this request holds for
+    /// its next write (none on a store that holds none).
+    pub fn held_events(&self, user_id: &str, kind: AuditKind, since: i64) -> i64 {
+        let held = self.held();
+        let pending = held.as_ref().map_or(0, |h| {
+            h.audit
+                .iter()
+                .filter(|r| {
+                    r.kind == kind
+                        && r.user_id.as_deref() == Some(user_id)
+                        && i64::try_from(r.at).unwrap_or(i64::MAX) >= since
+                })
+                .count()
+        });
+        i64::try_from(pending).unwrap_or(i64::MAX)
     }
 
     /// Queues a notification for the user's other channels; a scoped store holds it for the
@@ -1179,7 +1185,7 @@ fn audit_record(row: &sqlx::any::AnyRow) -> Result<AuditRecord, StoreError> {
 }
 
 /// The stored spelling of an audit kind (`recovery-started`).
-fn kind_name(kind: AuditKind) -> String {
+pub(crate) fn kind_name(kind: AuditKind) -> String {
     serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 

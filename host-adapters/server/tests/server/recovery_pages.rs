@@ -206,6 +206,8 @@ async fn mismatches_revoked_credentials_and_weak_faces_end_with_a_helpdesk_refer
         store.create_user(&member("u-cy", "cy@example.org", "Cy", "Moreau"), now()).await.unwrap();
         store.create_user(&member("u-di", "di@example.org", "Di", "Okafor"), now()).await.unwrap();
         store.create_user(&member("u-ed", "ed@example.org", "Ed", "Quist"), now()).await.unwrap();
+        store.create_user(&member("u-fay", "fay@example.org", "Fay", "Nakamura"), now()).await.unwrap();
+        store.create_user(&member("u-fay2", "fay2@example.org", "FAY", "NAKAMURA"), now()).await.unwrap();
         let s = start(store.clone(), "", None).await;
 
         // Someone else's credential: the name does not match.
@@ -229,6 +231,20 @@ async fn mismatches_revoked_credentials_and_weak_faces_end_with_a_helpdesk_refer
         assert!(element(&page, "helpdesk-ref").is_some(), "{page}");
         assert!(element(&page, "tap").is_none());
 
+        // The right credential, but another user has the same name (in other letter case)
+        // and nothing in the deployment tells them apart: neither is matched.
+        let browser = crate::support::recovery::browser();
+        let (_, page) = begin(&s, &browser, "fay@example.org", "same").await;
+        let (status, answer, _) = present(&page, "Fay", "Nakamura", 0).await;
+        assert_eq!(status, StatusCode::OK);
+        let (_, page) = get(&browser, answer["redirect_uri"].as_str().unwrap()).await;
+        let reference = element(&page, "helpdesk-ref").expect("a helpdesk reference");
+        let trail = store.audit_by_helpdesk_ref(&reference).await.unwrap();
+        assert!(
+            trail.iter().any(|e| e.kind == AuditKind::AccountNotMatched && e.reason == "same-name-ambiguous"),
+            "{trail:?}"
+        );
+
         // A selfie of someone else.
         let browser = crate::support::recovery::browser();
         let (_, page) = begin(&s, &browser, "ed@example.org", "same").await;
@@ -239,7 +255,7 @@ async fn mismatches_revoked_credentials_and_weak_faces_end_with_a_helpdesk_refer
         assert!(element(&page, "helpdesk-ref").is_some(), "{page}");
         assert!(audit_kinds(&store, "u-ed").await.contains(&AuditKind::FaceCheckFailed));
 
-        for user in ["u-cy", "u-di", "u-ed"] {
+        for user in ["u-cy", "u-di", "u-ed", "u-fay"] {
             assert_eq!(store.count_recent(AuditKind::RecoveryCompleted, user, 0).await.unwrap(), 0);
         }
     }
@@ -276,6 +292,49 @@ async fn two_selfie_posts_at_once_issue_at_most_one_pass() {
         let passes = [&one.1, &two.1].iter().filter(|p| element(p, "tap").is_some()).count();
         assert_eq!(passes, 1, "{} / {}", one.0, two.0);
         assert_eq!(store.count_recent(AuditKind::RecoveryCompleted, "u-fa", 0).await.unwrap(), 1);
+    }
+}
+
+/// The reason the latest recovery start of `user` was recorded with.
+async fn last_start(store: &Store, user: &str) -> String {
+    let trail = store.audit_since(0, Some(user)).await.unwrap();
+    trail.into_iter().rev().find(|e| e.kind == AuditKind::RecoveryStarted).unwrap().reason
+}
+
+/// The eligibility policies see the user's recent recoveries in the audit log: attempts in
+/// the window, and a privileged account's recovery in the last day. The first start asks
+/// the database for them; later starts read them with the user in their first statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recoveries_in_the_audit_log_make_a_start_ineligible() {
+    for (store, _dir) in databases().await {
+        store.create_user(&member("u-gi", "gi@example.org", "Gi", "Park"), now()).await.unwrap();
+        let hu = regain_server::accounts::Account { privileged: true, ..member("u-hu", "hu@example.org", "Hu", "Lin") };
+        store.create_user(&hu, now()).await.unwrap();
+        let s = start(store.clone(), "", None).await;
+        let earlier = |kind, user: &str| regain_core::env::AuditRecord {
+            at: u64::try_from(now() - 600).unwrap(),
+            kind,
+            flow_id: "earlier".into(),
+            user_id: Some(user.into()),
+            reason: "ok".into(),
+            helpdesk_ref: None,
+        };
+
+        let _ = begin(&s, &browser(), "gi@example.org", "same").await;
+        assert_eq!(last_start(&store, "u-gi").await, "ok");
+        for _ in 0..3 {
+            store.record_audit(&earlier(AuditKind::RecoveryStarted, "u-gi")).await.unwrap();
+        }
+        let _ = begin(&s, &browser(), "gi@example.org", "same").await;
+        assert_eq!(last_start(&store, "u-gi").await, "ok", "four attempts in the window");
+        let _ = begin(&s, &browser(), "gi@example.org", "same").await;
+        assert_eq!(last_start(&store, "u-gi").await, "not-eligible:eligibility-attempt-limit", "the sixth");
+
+        let _ = begin(&s, &browser(), "hu@example.org", "same").await;
+        assert_eq!(last_start(&store, "u-hu").await, "ok");
+        store.record_audit(&earlier(AuditKind::RecoveryCompleted, "u-hu")).await.unwrap();
+        let _ = begin(&s, &browser(), "hu@example.org", "same").await;
+        assert_eq!(last_start(&store, "u-hu").await, "not-eligible:eligibility-privileged-cooldown");
     }
 }
 

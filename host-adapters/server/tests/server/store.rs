@@ -10,7 +10,7 @@
 )]
 
 use regain_core::env::{AuditKind, AuditRecord};
-use regain_server::accounts::{Account, BrowserSession, Methods};
+use regain_server::accounts::{Account, BrowserSession, Methods, Window};
 use regain_server::store::{Dialect, NewTap, Redemption, SessionWrite, Store, TapKey, now, random_hex};
 use std::sync::Arc;
 
@@ -258,12 +258,13 @@ async fn accounts_codes_tokens_and_sessions() {
         assert_eq!(b.count_users_by_name("ANA", "silva").await.unwrap(), 1);
         assert!(b.user_by_login("nobody@example.org").await.unwrap().is_none());
         // A recovery's start counts its two limits and reads the user in one round trip.
-        let (hits, user) = b.hit_both_with_user("addr:x", "login:y", 1000, "ana@example.org").await.unwrap();
-        assert_eq!((hits, user.map(|(account, _)| account)), ((1, 1), Some(ana.clone())));
-        let (hits, user) = a.hit_both_with_user("login:y", "addr:x", 1000, "nobody@example.org").await.unwrap();
+        let (hits, user) = b.hit_both_with_user(("addr:x", "login:y"), 1000, "ana@example.org", &[], t).await.unwrap();
+        assert_eq!((hits, user.map(|read| read.account)), ((1, 1), Some(ana.clone())));
+        let (hits, user) =
+            a.hit_both_with_user(("login:y", "addr:x"), 1000, "nobody@example.org", &[], t).await.unwrap();
         assert_eq!((hits, user.is_none()), ((2, 2), true));
-        let (hits, user) = a.hit_both_with_user("addr:x", "login:y", 1000, "ana@example.org").await.unwrap();
-        assert_eq!((hits, user.map(|(account, _)| account.id)), ((3, 3), Some("u-ana".to_owned())));
+        let (hits, user) = a.hit_both_with_user(("addr:x", "login:y"), 1000, "ana@example.org", &[], t).await.unwrap();
+        assert_eq!((hits, user.map(|read| read.account.id)), ((3, 3), Some("u-ana".to_owned())));
 
         // A TOTP step is accepted once, and never an older one after it.
         a.set_totp("u-ana", Some(b"secret")).await.unwrap();
@@ -540,6 +541,73 @@ async fn a_pass_sign_in_spends_the_pass_only_on_an_attempt_it_lets_through() {
     }
 }
 
+/// A user read with a lease or a start's counters comes with how many users share their
+/// name, folded as `count_users_by_name` folds it (the account match asks that next), and a
+/// start's read with the user's audit events in the windows asked (eligibility asks those).
+#[tokio::test]
+async fn a_read_user_comes_with_their_namesakes_and_their_recent_events() {
+    for (stores, _dir) in both().await {
+        let (a, b) = (&stores[0], &stores[1]);
+        let t = now();
+        let named = |id: &str, given: &str, family: &str| Account {
+            id: id.into(),
+            login: format!("{id}@example.org"),
+            given_name: Some(given.into()),
+            family_name: Some(family.into()),
+            enabled: true,
+            ..Account::default()
+        };
+        a.create_user(&named("a1", "Ana", "Silva"), t).await.unwrap();
+        a.create_user(&named("a2", "ANA", "SILVA"), t).await.unwrap();
+        a.create_user(&named("a3", "Ana", "Souza"), t).await.unwrap();
+        for (id, namesakes) in [("a1", 2), ("a3", 1)] {
+            let flow = format!(r#"{{"state":"","login":"{id}@example.org","view":"Selfie"}}"#);
+            a.put_session(&format!("flow-{id}"), flow.as_bytes(), t, t + 900).await.unwrap();
+            let read = b.lease_flow(&format!("flow-{id}"), t, 30).await.unwrap().unwrap().user.unwrap();
+            assert_eq!((read.account.id.as_str(), read.namesakes), (id, namesakes));
+            let (given, family) = (read.account.given_name.unwrap(), read.account.family_name.unwrap());
+            assert_eq!(b.count_users_by_name(&given, &family).await.unwrap(), namesakes, "what the query answers");
+        }
+        let (_, read) = b.hit_both_with_user(("addr:x", "login:a2"), 1000, "a2@example.org", &[], t).await.unwrap();
+        assert_eq!(read.map(|r| r.namesakes), Some(2));
+        // A third Ana Silva: the next read counts her.
+        a.create_user(&named("a4", "ana", "silva"), t).await.unwrap();
+        let (_, read) = b.hit_both_with_user(("addr:x", "login:a2"), 1000, "a2@example.org", &[], t).await.unwrap();
+        assert_eq!(read.map(|r| r.namesakes), Some(3));
+
+        // A start's read also counts the user's audit events in the windows asked, as
+        // `count_recent_each` does.
+        let event = |kind, at: i64| AuditRecord {
+            at: u64::try_from(at).unwrap(),
+            kind,
+            flow_id: "f".into(),
+            user_id: Some("a2".into()),
+            reason: "ok".into(),
+            helpdesk_ref: None,
+        };
+        for (kind, at) in [
+            (AuditKind::RecoveryStarted, t - 10),
+            (AuditKind::RecoveryStarted, t - 5_000),
+            (AuditKind::RecoveryCompleted, t - 100),
+            (AuditKind::RecoveryCompleted, t - 90_000),
+        ] {
+            a.record_audit(&event(kind, at)).await.unwrap();
+        }
+        let windows = [
+            Window { kind: AuditKind::RecoveryStarted, seconds: 3_600 },
+            Window { kind: AuditKind::RecoveryCompleted, seconds: 86_400 },
+            Window { kind: AuditKind::RecoveryStarted, seconds: 86_400 },
+        ];
+        let (_, read) =
+            b.hit_both_with_user(("addr:x", "login:a2"), 1000, "a2@example.org", &windows, t).await.unwrap();
+        let read = read.unwrap();
+        assert_eq!(read.recent, windows.iter().copied().zip([1, 1, 2]).collect::<Vec<_>>());
+        let since: Vec<_> = windows.iter().map(|w| (w.kind, t - i64::try_from(w.seconds).unwrap())).collect();
+        assert_eq!(b.count_recent_each("a2", &since).await.unwrap(), [1, 1, 2]);
+        assert_eq!(read.namesakes, 3, "with the rest of the read");
+    }
+}
+
 /// The round trips a recovery step saves: the lease of a flow reads the user the flow is
 /// for, the sign-in's counters read the user who signs in, and a start's counts of audit
 /// events are one query.
@@ -560,12 +628,13 @@ async fn a_lease_and_the_sign_in_counters_read_the_user_in_the_same_round_trip()
         a.put_session("vp:key-ana", b"flow-ana", t, t + 900).await.unwrap();
         let leased = b.lease_flow_by_key("vp:key-ana", t, 30).await.unwrap().expect("leased");
         assert_eq!((leased.id.as_str(), leased.state.as_slice()), ("flow-ana", &flow[..]));
-        let (user, methods) = leased.user.expect("the flow's user");
-        assert_eq!(user.id, "u-ana");
-        assert_eq!(methods, Methods { password: true, totp: false, passkeys: 1, sessions: 2 });
+        let read = leased.user.expect("the flow's user");
+        assert_eq!(read.account.id, "u-ana");
+        assert_eq!(read.methods, Methods { password: true, totp: false, passkeys: 1, sessions: 2 });
+        assert_eq!(read.namesakes, 0, "a user without names has no namesakes");
         assert!(a.lease_flow("flow-ana", t, 30).await.unwrap().is_none(), "leased already");
         let again = a.lease_flow("flow-ana", t + 31, 30).await.unwrap().expect("lease ran out");
-        assert_eq!(again.user.map(|(u, _)| u.login).as_deref(), Some("ana@example.org"));
+        assert_eq!(again.user.map(|read| read.account.login).as_deref(), Some("ana@example.org"));
         // A flow for a login no user has: the lease, without a user.
         let nobody = br#"{"state":"","login":"nobody@example.org","view":"Selfie"}"#;
         a.put_session("flow-x", nobody, t, t + 900).await.unwrap();
