@@ -75,7 +75,7 @@ fn account_at(row: &AnyRow, at: usize) -> Result<Account, StoreError> {
 
 /// The account from `at` on and what a recovery would remove from it (the two counts of
 /// [`method_counts`] after the account's columns).
-fn user_read(row: &AnyRow, at: usize, windows: &[Window]) -> Result<UserRead, StoreError> {
+fn user_read(row: &AnyRow, at: usize, read: ReadWith<'_>) -> Result<UserRead, StoreError> {
     let account = account_at(row, at)?;
     let methods = Methods {
         password: account.password_hash.is_some(),
@@ -83,18 +83,37 @@ fn user_read(row: &AnyRow, at: usize, windows: &[Window]) -> Result<UserRead, St
         passkeys: row.try_get(at + 13)?,
         sessions: row.try_get(at + 14)?,
     };
-    let mut recent = Vec::with_capacity(windows.len());
-    for (i, window) in windows.iter().enumerate() {
-        recent.push((*window, row.try_get(at + 13 + READ_WITH_USER + i)?));
+    let mut next = at + 15;
+    let namesakes = if read.namesakes {
+        next += 1;
+        Some(row.try_get(next - 1)?)
+    } else {
+        None
+    };
+    let mut recent = Vec::with_capacity(read.windows.len());
+    for (i, window) in read.windows.iter().enumerate() {
+        recent.push((*window, row.try_get(next + i)?));
     }
-    Ok(UserRead { account, methods, namesakes: row.try_get(at + 15)?, recent })
+    Ok(UserRead { account, methods, namesakes, recent })
 }
 
-/// The user's audit events of each window, for the user row named `users`: one column per
-/// window, its kind and start bound from `$first` on (two parameters each).
-fn recent_events(users: &str, windows: usize, first: usize) -> String {
-    let mut columns = String::new();
-    for i in 0..windows {
+/// What is read with the user row named `users` ([`UserRead`]): their passkeys and their
+/// live browser sessions; with `read`, the users whose names fold to theirs (the query of
+/// [`Store::count_users_by_name`] for their names, on the same index) and their audit
+/// events of each window, whose kind and start are bound from `$first` on (two parameters
+/// each).
+fn read_with_user(users: &str, read: ReadWith<'_>, first: usize) -> String {
+    let mut columns = format!(
+        "(SELECT COUNT(*) FROM passkeys p WHERE p.user_id = {users}.id), \
+         (SELECT COUNT(*) FROM browser_sessions s WHERE s.user_id = {users}.id AND s.revoked_at IS NULL)"
+    );
+    if read.namesakes {
+        columns.push_str(&format!(
+            ", (SELECT COUNT(*) FROM users n WHERE LOWER(n.given_name) = LOWER({users}.given_name) \
+             AND LOWER(n.family_name) = LOWER({users}.family_name))"
+        ));
+    }
+    for i in 0..read.windows.len() {
         let (kind, since) = (first + 2 * i, first + 2 * i + 1);
         columns.push_str(&format!(
             ", (SELECT COUNT(*) FROM audit_events a WHERE a.user_id = {users}.id AND a.kind = ${kind} AND a.at >= ${since})"
@@ -103,31 +122,25 @@ fn recent_events(users: &str, windows: usize, first: usize) -> String {
     columns
 }
 
-/// What is read with the user row named `users` ([`UserRead`]): their passkeys, their live
-/// browser sessions, and the users whose names fold to theirs (the query of
-/// [`Store::count_users_by_name`] for their names, on the same index).
-fn read_with_user(users: &str) -> String {
-    format!(
-        "(SELECT COUNT(*) FROM passkeys p WHERE p.user_id = {users}.id), \
-         (SELECT COUNT(*) FROM browser_sessions s WHERE s.user_id = {users}.id AND s.revoked_at IS NULL), \
-         (SELECT COUNT(*) FROM users n WHERE LOWER(n.given_name) = LOWER({users}.given_name) \
-          AND LOWER(n.family_name) = LOWER({users}.family_name))"
-    )
-}
-
-/// The columns [`read_with_user`] adds to the account's.
-const READ_WITH_USER: usize = 3;
-
 /// One hit on `$1` in the window starting at `$3`; returns its hits and those of `$2`.
 const SIGN_IN_HIT: &str = "INSERT INTO rate_limits (key, window_start, hits) VALUES ($1, $3, 1) \
      ON CONFLICT (key, window_start) DO UPDATE SET hits = rate_limits.hits + 1 \
      RETURNING hits, COALESCE((SELECT r.hits FROM rate_limits r WHERE r.key = $2 AND r.window_start = $3), 0) AS failures";
 
-/// What else to read with a user: their audit events in each of `windows` up to `now`.
+/// What else to read with a user: how many users share their name, and their audit events
+/// in each of `windows` up to `now`.
 #[derive(Clone, Copy, Default)]
 struct ReadWith<'a> {
+    namesakes: bool,
     windows: &'a [Window],
     now: i64,
+}
+
+impl ReadWith<'_> {
+    /// The columns read with the account's.
+    fn columns(&self) -> usize {
+        2 + usize::from(self.namesakes) + self.windows.len()
+    }
 }
 
 /// Where the login of the user to read comes from, per dialect (SQL expressions).
@@ -221,12 +234,14 @@ impl Store {
     /// one statement, so that the removal can be held for the step's last write and still
     /// answer how many it removes ([`Store::hold_revocations`]).
     pub async fn user_by_login_with_methods(&self, login: &str) -> Result<Option<UserRead>, StoreError> {
-        let row =
-            sqlx::query(&format!("SELECT {ACCOUNT_COLUMNS}, {} FROM users WHERE login = $1", read_with_user("users")))
-                .bind(login)
-                .fetch_optional(&mut *self.conn().await?)
-                .await?;
-        row.map(|row| user_read(&row, 0, &[])).transpose()
+        let row = sqlx::query(&format!(
+            "SELECT {ACCOUNT_COLUMNS}, {} FROM users WHERE login = $1",
+            read_with_user("users", ReadWith::default(), 2)
+        ))
+        .bind(login)
+        .fetch_optional(&mut *self.conn().await?)
+        .await?;
+        row.map(|row| user_read(&row, 0, ReadWith::default())).transpose()
     }
 
     /// Takes the lease of the recovery flow `id` for one step ([`Store::lease_session`]),
@@ -234,11 +249,12 @@ impl Store {
     /// pages are JSON with the user's `login` at the top. `None` when the flow is unknown,
     /// expired or leased.
     pub async fn lease_flow(&self, id: &str, now: i64, seconds: i64) -> Result<Option<LeasedFlow>, StoreError> {
-        self.lease_flow_at("$1", id, now, seconds).await
+        self.lease_flow_at("$1", id, now, seconds, false).await
     }
 
     /// Takes the lease of the recovery flow that the value under `key` names (the wallet's
-    /// `state` leads to its flow: the value is the flow's id), with the user it is for.
+    /// `state` leads to its flow: the value is the flow's id), with the user it is for and
+    /// how many users share their name (the presentation's account match asks it).
     pub async fn lease_flow_by_key(&self, key: &str, now: i64, seconds: i64) -> Result<Option<LeasedFlow>, StoreError> {
         // The key's value is the flow's id as UTF-8 bytes.
         let id = match self.dialect() {
@@ -247,17 +263,18 @@ impl Store {
                 "(SELECT convert_from(state, 'UTF8') FROM recovery_sessions WHERE id = $1 AND expires_at > $2)"
             }
         };
-        self.lease_flow_at(id, key, now, seconds).await
+        self.lease_flow_at(id, key, now, seconds, true).await
     }
 
     /// The lease of the flow whose id `id_sql` gives (from `$1`, bound to `value`), and its
-    /// user.
+    /// user, with their namesakes when `namesakes`.
     async fn lease_flow_at(
         &self,
         id_sql: &str,
         value: &str,
         now: i64,
         seconds: i64,
+        namesakes: bool,
     ) -> Result<Option<LeasedFlow>, StoreError> {
         let lease = format!(
             "UPDATE recovery_sessions SET lease_until = $3 WHERE id = {id_sql} AND expires_at > $2 \
@@ -270,7 +287,9 @@ impl Store {
             ),
         };
         let values = [Value::text(value), Value::Int(now), Value::Int(now + seconds)];
-        let Some((row, user)) = self.returning_with_user(&lease, login, values).await? else { return Ok(None) };
+        let read = ReadWith { namesakes, ..ReadWith::default() };
+        let (rows, user) = self.returning_rows_with_user(&lease, login, None, values, read).await?;
+        let Some(row) = rows.first() else { return Ok(None) };
         Ok(Some(LeasedFlow { id: row.try_get(0)?, state: row.try_get(1)?, user }))
     }
 
@@ -362,7 +381,7 @@ impl Store {
     ) -> Result<((i64, i64), Option<UserRead>), StoreError> {
         let user = UserOf { postgres: "$4".into(), sqlite: "$4".into() };
         let values = [Value::text(first), Value::text(second), Value::Int(window_start), Value::text(login)];
-        let read = ReadWith { windows: recent, now };
+        let read = ReadWith { windows: recent, now, ..ReadWith::default() };
         let (rows, user) = self.returning_rows_with_user(crate::store::HIT_BOTH, user, None, values, read).await?;
         Ok((crate::store::hits_of(&rows, first, second)?, user))
     }
@@ -397,8 +416,7 @@ impl Store {
         read: ReadWith<'_>,
     ) -> Result<(Vec<AnyRow>, Option<UserRead>), StoreError> {
         let mut values: Vec<Value> = values.into_iter().collect();
-        let recent = |users: &str| recent_events(users, read.windows.len(), values.len() + 1);
-        let recent = (recent("u"), recent("users"));
+        let first = values.len() + 1;
         for window in read.windows {
             let seconds = i64::try_from(window.seconds).unwrap_or(i64::MAX);
             values.extend([Value::Text(Some(kind_name(window.kind))), Value::Int(read.now.saturating_sub(seconds))]);
@@ -411,10 +429,9 @@ impl Store {
                     None => (String::new(), ""),
                 };
                 format!(
-                    "WITH w AS ({write}){then} SELECT w.*{then_column}, {}, {}{} FROM w LEFT JOIN users u ON u.login = {}",
+                    "WITH w AS ({write}){then} SELECT w.*{then_column}, {}, {} FROM w LEFT JOIN users u ON u.login = {}",
                     columns.join(", "),
-                    read_with_user("u"),
-                    recent.0,
+                    read_with_user("u", read, first),
                     login.postgres
                 )
             }
@@ -425,24 +442,23 @@ impl Store {
             // anyone was shown. The connection is put back to FULL by the same text, or by
             // `write_guarded` when the text fails.
             Dialect::Sqlite => format!(
-                "PRAGMA synchronous = NORMAL; {write}; {}SELECT {ACCOUNT_COLUMNS}, {}{} FROM users WHERE login = {}; \
+                "PRAGMA synchronous = NORMAL; {write}; {}SELECT {ACCOUNT_COLUMNS}, {} FROM users WHERE login = {}; \
                  PRAGMA synchronous = FULL",
                 then.map(|then| format!("{}; ", then.sqlite)).unwrap_or_default(),
-                read_with_user("users"),
-                recent.1,
+                read_with_user("users", read, first),
                 login.sqlite
             ),
         };
         let restore = (self.dialect() == Dialect::Sqlite).then_some("PRAGMA synchronous = FULL");
         let rows = self.write_guarded(&sql, values, restore).await?;
-        let user_columns = ACCOUNT_COLUMNS.split(',').count() + READ_WITH_USER + read.windows.len();
+        let user_columns = ACCOUNT_COLUMNS.split(',').count() + read.columns();
         match self.dialect() {
             Dialect::Postgres => {
                 let Some(row) = rows.first() else { return Ok((rows, None)) };
                 let at = row.len().saturating_sub(user_columns);
                 // No user of that login: the joined columns are empty.
                 let user = match row.try_get::<Option<String>, _>(at)? {
-                    Some(_) => Some(user_read(row, at, read.windows)?),
+                    Some(_) => Some(user_read(row, at, read)?),
                     None => None,
                 };
                 Ok((rows, user))
@@ -452,7 +468,7 @@ impl Store {
                 let mut user = None;
                 for row in rows {
                     if row.len() == user_columns {
-                        user = Some(user_read(&row, 0, read.windows)?);
+                        user = Some(user_read(&row, 0, read)?);
                     } else {
                         written.push(row);
                     }
@@ -718,8 +734,9 @@ pub struct UserRead {
     /// What a recovery would remove.
     pub methods: Methods,
     /// Users whose given and family names fold (`LOWER`) to this user's, this one included:
-    /// what [`Store::count_users_by_name`] answers for their names at the time of the read.
-    pub namesakes: i64,
+    /// what [`Store::count_users_by_name`] answers for their names at the time of the read
+    /// (read with the presentation's lease only).
+    pub namesakes: Option<i64>,
     /// The user's stored audit events in each window asked for with the read (none for most
     /// reads): what [`Store::count_recent_each`] answers, held events apart.
     pub recent: Vec<(Window, i64)>,

@@ -257,14 +257,13 @@ impl regain_host::Directory for ServerAdapter {
             return keycloak.count_users_by_name(&given_name, &family_name).await;
         }
         // The user this request read has these very names: their count was read with them.
-        let count = match self.known() {
-            Some(read)
-                if read.account.given_name.as_deref() == Some(given_name.as_str())
-                    && read.account.family_name.as_deref() == Some(family_name.as_str()) =>
-            {
-                read.namesakes
-            }
-            _ => self
+        let known = self.known().filter(|read| {
+            read.account.given_name.as_deref() == Some(given_name.as_str())
+                && read.account.family_name.as_deref() == Some(family_name.as_str())
+        });
+        let count = match known.and_then(|read| read.namesakes) {
+            Some(namesakes) => namesakes,
+            None => self
                 .store
                 .count_users_by_name(&given_name, &family_name)
                 .await
