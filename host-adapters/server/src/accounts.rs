@@ -73,8 +73,7 @@ fn account_at(row: &AnyRow, at: usize) -> Result<Account, StoreError> {
     })
 }
 
-/// The account from `at` on and what a recovery would remove from it (the two counts of
-/// [`method_counts`] after the account's columns).
+/// The user from `at` on: the account, then the columns [`read_with_user`] adds for `read`.
 fn user_read(row: &AnyRow, at: usize, read: ReadWith<'_>) -> Result<UserRead, StoreError> {
     let account = account_at(row, at)?;
     let methods = Methods {
@@ -83,13 +82,8 @@ fn user_read(row: &AnyRow, at: usize, read: ReadWith<'_>) -> Result<UserRead, St
         passkeys: row.try_get(at + 13)?,
         sessions: row.try_get(at + 14)?,
     };
-    let mut next = at + 15;
-    let namesakes = if read.namesakes {
-        next += 1;
-        Some(row.try_get(next - 1)?)
-    } else {
-        None
-    };
+    let namesakes = read.namesakes.then(|| row.try_get(at + 15)).transpose()?;
+    let next = at + 15 + usize::from(read.namesakes);
     let mut recent = Vec::with_capacity(read.windows.len());
     for (i, window) in read.windows.iter().enumerate() {
         recent.push((*window, row.try_get(next + i)?));
