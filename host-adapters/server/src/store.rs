@@ -926,7 +926,7 @@ impl Store {
 
     /// Audit events of `kind` for `user_id` at or after `since` that this request holds for
     /// its next write (none on a store that holds none).
-    pub fn held_events(&self, user_id: &str, kind: AuditKind, since: i64) -> i64 {
+    pub(crate) fn held_events(&self, user_id: &str, kind: AuditKind, since: i64) -> i64 {
         let held = self.held();
         let pending = held.as_ref().map_or(0, |h| {
             h.audit
